@@ -1,0 +1,352 @@
+"""Delivery: one worker per destination. Lease chunks -> batch -> build requests (adapter)
+-> send -> classify (adapter) -> settle: delivered, retried with backoff, or dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+import aiohttp
+import msgspec
+
+from gateway import registry
+from gateway.adapter import OutboundRequest, Response
+from gateway.config import DestinationConfig, GatewayConfig
+from gateway.event import BaseEvent, decode_event
+from gateway.metrics import Metrics
+from gateway.retry import Verdict, network_verdict
+from gateway.store.base import Chunk, DeadLetter, Settlement, Store
+from gateway.transport import Transport
+
+log = logging.getLogger("trackgate.delivery")
+
+_split_chunk = msgspec.json.Decoder(list[msgspec.Raw]).decode
+EXCERPT = 2048  # bytes of a request/response body kept with a dead letter
+MAX_SPLIT_DEPTH = 16
+
+
+class Item:
+    """One event of a delivery round."""
+
+    __slots__ = ("chunk", "payload", "event", "verdict", "exchange")
+
+    def __init__(self, chunk: int, payload: bytes, event: BaseEvent | None):
+        self.chunk = chunk
+        self.payload = payload
+        self.event = event
+        self.verdict: Verdict | None = None
+        self.exchange = ("", "")
+
+
+def _describe_request(request: OutboundRequest) -> str:
+    # Headers are left out on purpose: they carry the destination's credentials.
+    return f"{request.method} {request.url}\n{request.body[:EXCERPT].decode('utf-8', 'replace')}"
+
+
+def _describe_response(response: Response) -> str:
+    return f"HTTP {response.status}\n{response.body[:EXCERPT].decode('utf-8', 'replace')}"
+
+
+class Worker:
+    """Delivers one destination's backlog with `max_in_flight` concurrent lanes."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: DestinationConfig,
+        adapter: ModuleType,
+        settings: msgspec.Struct,
+        store: Store,
+        transport: Transport,
+        metrics: Metrics,
+    ):
+        self.name = name
+        self.adapter = adapter
+        self.settings = settings
+        self.store = store
+        self.transport = transport
+        self.metrics = metrics
+        limits = adapter.batch_limits(settings)
+        self.max_events = min(spec.batch.max_events, limits.max_events)
+        self.max_bytes = min(spec.batch.max_bytes, limits.max_bytes)
+        self.max_event_bytes = limits.max_event_bytes
+        self.max_wait_s = spec.batch.max_wait_ms / 1000
+        self.lanes = spec.batch.max_in_flight
+        self.policy = spec.retry.policy
+        self.timeout_s = spec.timeout_s
+        self._stopping = asyncio.Event()
+        self._hold_until = 0.0  # the whole destination waits after a failed request
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._lane() for _ in range(self.lanes)))
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _lane(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                chunks = await self._gather()
+                if not chunks:
+                    continue
+                if self._stopping.is_set():
+                    self.store.release(self.name, [c.seq for c in chunks])
+                    return
+                await self._deliver(chunks)
+            except Exception:  # a bug must not kill the destination's worker
+                log.exception("delivery round failed", extra={"destination": self.name})
+                await self._pause(1.0)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=max(seconds, 0.0))
+        except TimeoutError:
+            pass
+
+    async def _wait_for_work(self, seconds: float) -> None:
+        work = asyncio.ensure_future(self.store.wait_for_work(self.name, seconds))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, stop):
+            task.cancel()
+
+    async def _gather(self) -> list[Chunk]:
+        """Lease a batch: return once `max_events` are in hand or the oldest has waited
+        `max_wait_ms`; an empty list after waiting for work."""
+        hold = self._hold_until - time.time()
+        if hold > 0:
+            await self._pause(hold)
+            return []
+        chunks = await self.store.lease(self.name, self.max_events)
+        if not chunks:
+            due = await self.store.next_due(self.name)
+            # Poll at least every second: another process (the CLI's replay) may add work.
+            wait = 1.0 if due is None else min(max(due - time.time(), 0.005), 1.0)
+            await self._wait_for_work(wait)
+            return []
+        count = sum(c.n_events for c in chunks)
+        deadline = min(c.received_at for c in chunks) + self.max_wait_s
+        while count < self.max_events and not self._stopping.is_set():
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                break
+            await self._wait_for_work(remaining)
+            more = await self.store.lease(self.name, self.max_events - count)
+            chunks.extend(more)
+            count += sum(c.n_events for c in more)
+        return chunks
+
+    def _items(self, chunks: list[Chunk]) -> list[Item]:
+        items = []
+        for index, chunk in enumerate(chunks):
+            for payload in _split_chunk(chunk.payload):
+                payload = bytes(payload)
+                try:
+                    event = decode_event(payload)
+                except msgspec.DecodeError as error:  # stored by an older version, say
+                    item = Item(index, payload, None)
+                    item.verdict = Verdict("dead", "undecodable", detail=str(error))
+                else:
+                    item = Item(index, payload, event)
+                    if self.max_event_bytes is not None and len(payload) > self.max_event_bytes:
+                        item.verdict = Verdict(
+                            "dead", "event_too_large", detail=f"{len(payload)} bytes; the limit is {self.max_event_bytes}"
+                        )
+                items.append(item)
+        return items
+
+    def _batches(self, items: list[Item]) -> list[list[Item]]:
+        batches: list[list[Item]] = []
+        current: list[Item] = []
+        size = 0
+        for item in items:
+            if item.verdict is not None:
+                continue
+            if current and (len(current) >= self.max_events or size + len(item.payload) > self.max_bytes):
+                batches.append(current)
+                current, size = [], 0
+            current.append(item)
+            size += len(item.payload) + 1
+        if current:
+            batches.append(current)
+        return batches
+
+    async def _deliver(self, chunks: list[Chunk]) -> None:
+        items = self._items(chunks)
+        for batch in self._batches(items):
+            if self._stopping.is_set():
+                break  # shutting down: finish what is in flight, start nothing new
+            await self._send(batch, depth=0)
+        self._settle_hold(items)
+        untouched = {i for i in range(len(chunks))} - {item.chunk for item in items if item.verdict is not None}
+        if untouched:
+            self.store.release(self.name, [chunks[i].seq for i in untouched])
+        settle = [i for i in range(len(chunks)) if i not in untouched]
+        if settle:
+            await self.store.settle(self.name, self._settlements([chunks[i] for i in settle], items, settle))
+
+    async def _send(self, batch: list[Item], depth: int) -> None:
+        try:
+            requests = self.adapter.build_requests([item.event for item in batch], self.settings)
+        except Exception:
+            self._adapter_bug(batch, "build_requests")
+            return
+        for request in requests:
+            targets = [batch[i] for i in request.events]
+            verdicts, exchange = await self._exchange(request, len(targets))
+            too_large = []
+            for item, verdict in zip(targets, verdicts):
+                if verdict.status == "split":
+                    too_large.append(item)
+                else:
+                    item.verdict, item.exchange = verdict, exchange
+            if len(too_large) > 1 and depth < MAX_SPLIT_DEPTH:
+                half = len(too_large) // 2
+                await self._send(too_large[:half], depth + 1)
+                await self._send(too_large[half:], depth + 1)
+            elif too_large:
+                for item in too_large:
+                    item.verdict = Verdict("dead", "event_too_large", detail="refused as too large even when sent alone")
+                    item.exchange = exchange
+        for item in batch:
+            if item.verdict is None:
+                item.verdict = Verdict("dead", "not_encoded", detail="the adapter built no request for this event")
+
+    async def _exchange(self, request: OutboundRequest, n: int) -> tuple[list[Verdict], tuple[str, str]]:
+        started = time.perf_counter()
+        try:
+            response = await self.transport.send(request, self.timeout_s)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            verdict = network_verdict(error)
+            log.warning(
+                "delivery request failed",
+                extra={"destination": self.name, "error": verdict.code, "detail": verdict.detail, "events": n},
+            )
+            return [verdict] * n, (_describe_request(request), verdict.detail)
+        self.metrics.delivery_latency(self.name, time.perf_counter() - started)
+        exchange = (_describe_request(request), _describe_response(response))
+        try:
+            verdicts = list(self.adapter.classify(request, response))
+        except Exception:
+            detail = traceback.format_exc(limit=5)
+            log.error("adapter classify failed", extra={"destination": self.name, "detail": detail})
+            return [Verdict("dead", "adapter_error", detail=detail)] * n, exchange
+        if len(verdicts) != n:
+            detail = f"classify returned {len(verdicts)} verdicts for {n} events"
+            return [Verdict("dead", "adapter_error", detail=detail)] * n, exchange
+        if response.status >= 300:
+            log.warning(
+                "destination refused a request",
+                extra={"destination": self.name, "status": response.status, "events": n},
+            )
+        return verdicts, exchange
+
+    def _adapter_bug(self, batch: list[Item], where: str) -> None:
+        detail = f"{where}: {traceback.format_exc(limit=5)}"
+        log.error("adapter failed", extra={"destination": self.name, "detail": detail})
+        for item in batch:
+            item.verdict = Verdict("dead", "adapter_error", detail=detail)
+
+    def _settle_hold(self, items: list[Item]) -> None:
+        """A round where nothing got through pauses the whole destination for the smallest
+        wait asked for, so a down or throttling vendor is not hammered with fresh batches."""
+        verdicts = [item.verdict for item in items if item.verdict is not None]
+        if not verdicts or any(v.status == "delivered" for v in verdicts):
+            return
+        retries = [v for v in verdicts if v.status == "retry"]
+        if retries:
+            wait = min(v.retry_after_s if v.retry_after_s is not None else self.policy.backoff_base_s for v in retries)
+            self._hold_until = max(self._hold_until, time.time() + wait)
+
+    def _settlements(self, chunks: list[Chunk], items: list[Item], indexes: list[int]) -> list[Settlement]:
+        """Outcomes of the chunks at `indexes`. An event left unsent by a shutdown is
+        retried at once (counted as an attempt)."""
+        now = time.time()
+        position = {index: n for n, index in enumerate(indexes)}
+        grouped: list[list[Item]] = [[] for _ in chunks]
+        for item in items:
+            if item.chunk in position:
+                grouped[position[item.chunk]].append(item)
+        settlements = []
+        for chunk, chunk_items in zip(chunks, grouped):
+            attempts = chunk.attempts + 1
+            age = now - chunk.received_at
+            delivered, retry, dead, delays, error = 0, [], [], [], ""
+            for item in chunk_items:
+                verdict = item.verdict or Verdict("retry", "shutdown")
+                if verdict.status == "delivered":
+                    delivered += 1
+                elif verdict.status == "retry" and not self.policy.gives_up(attempts, age):
+                    retry.append(item.payload)
+                    unsent = verdict.code == "shutdown"
+                    delays.append(0.0 if unsent else self.policy.delay(attempts, verdict.retry_after_s))
+                    error = verdict.code
+                else:
+                    detail = verdict.detail
+                    if verdict.status == "retry":
+                        detail = f"gave up after {attempts} attempts over {age:.0f}s. {detail}".strip()
+                    dead.append(self._dead_letter(item, verdict, detail, attempts))
+            self.metrics.delivery(self.name, "delivered", delivered)
+            self.metrics.delivery(self.name, "retry", len(retry))
+            self.metrics.delivery(self.name, "dead", len(dead))
+            settlements.append(
+                Settlement(
+                    seq=chunk.seq,
+                    delivered=delivered,
+                    retry=tuple(retry),
+                    retry_at=now + max(delays, default=0.0),
+                    error=error,
+                    dead=tuple(dead),
+                )
+            )
+        return settlements
+
+    def _dead_letter(self, item: Item, verdict: Verdict, detail: str, attempts: int) -> DeadLetter:
+        message_id = item.event.message_id if item.event is not None else ""
+        log.warning(
+            "event dead-lettered",
+            extra={"destination": self.name, "message_id": message_id, "error": verdict.code, "attempt": attempts},
+        )
+        return DeadLetter(
+            message_id=message_id or "",
+            payload=item.payload,
+            reason=verdict.code,
+            detail=detail,
+            attempts=attempts,
+            last_request=item.exchange[0],
+            last_response=item.exchange[1],
+        )
+
+
+class Delivery:
+    """All destination workers of a gateway process."""
+
+    def __init__(self, config: GatewayConfig, store: Store, metrics: Metrics, base_dir: Path):
+        self.transport = Transport(base_dir)
+        self.workers = []
+        for name, spec in config.destinations.items():
+            if not spec.enabled or spec.paused:
+                log.info("destination not delivering", extra={"destination": name, "enabled": spec.enabled, "paused": spec.paused})
+                continue
+            adapter = registry.destination(spec.type)
+            settings = config.destination_settings(name)
+            self.workers.append(Worker(name, spec, adapter, settings, store, self.transport, metrics))
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(w.run(), name=f"deliver:{w.name}") for w in self.workers]
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Stop leasing, let requests in flight finish and settle, leave the rest pending."""
+        for worker in self.workers:
+            worker.stop()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self.transport.close()

@@ -1,0 +1,116 @@
+"""The canonical event: Segment's Spec as a msgspec tagged union, camelCase on the wire.
+
+Free-form objects (`properties`, `traits`, `context`, `integrations`) are kept as
+`msgspec.Raw` JSON: ingest and delivery pass them through without re-parsing, and code
+that needs their contents calls `obj()` / `raw()`. An absent object is `NO_JSON`
+(empty bytes), which is omitted when encoded; a JSON `null` reads as empty too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import msgspec
+
+NO_JSON = msgspec.Raw()
+
+_decode_object = msgspec.json.Decoder(dict).decode
+
+
+class BaseEvent(
+    msgspec.Struct, tag_field="type", rename="camel", omit_defaults=True, kw_only=True
+):
+    message_id: str | None = None  # None only until ingest fills it in
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    timestamp: str | None = None  # event time, skew-corrected (ISO 8601 UTC, ms, "Z")
+    original_timestamp: str | None = None  # the client's clock at call time
+    sent_at: str | None = None  # the client's clock at send time
+    received_at: str | None = None  # trackgate's clock at receipt
+    context: msgspec.Raw = NO_JSON
+    integrations: msgspec.Raw = NO_JSON
+    source: str | None = None  # name of the configured source it came through
+
+
+class Identify(BaseEvent, tag="identify"):
+    traits: msgspec.Raw = NO_JSON
+
+
+class Track(BaseEvent, tag="track"):
+    event: str | None = None
+    properties: msgspec.Raw = NO_JSON
+
+
+class Page(BaseEvent, tag="page"):
+    name: str | None = None
+    category: str | None = None
+    properties: msgspec.Raw = NO_JSON
+
+
+class Screen(BaseEvent, tag="screen"):
+    name: str | None = None
+    category: str | None = None
+    properties: msgspec.Raw = NO_JSON
+
+
+class Group(BaseEvent, tag="group"):
+    group_id: str | None = None
+    traits: msgspec.Raw = NO_JSON
+
+
+class Alias(BaseEvent, tag="alias"):
+    previous_id: str | None = None
+
+
+Event = Identify | Track | Page | Screen | Group | Alias
+
+EVENT_TYPES: dict[str, type[BaseEvent]] = {
+    "identify": Identify,
+    "track": Track,
+    "page": Page,
+    "screen": Screen,
+    "group": Group,
+    "alias": Alias,
+}
+
+encode_event = msgspec.json.Encoder().encode
+decode_event = msgspec.json.Decoder(Event).decode
+decode_events = msgspec.json.Decoder(list[Event]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def type_of(event: BaseEvent) -> str:
+    """The event's Spec type name ("track", "identify", ...)."""
+    return event.__struct_config__.tag  # type: ignore[return-value]
+
+
+def is_empty(value: msgspec.Raw) -> bool:
+    return not value or bytes(value) == b"null"
+
+
+def obj(value: msgspec.Raw) -> dict:
+    """The JSON object in a Raw field, or {} when absent or null."""
+    if is_empty(value):
+        return {}
+    return _decode_object(value)
+
+
+def raw(value: dict | None) -> msgspec.Raw:
+    """A Raw field holding `value` (NO_JSON for None)."""
+    if value is None:
+        return NO_JSON
+    return msgspec.Raw(_encode(value))
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and a "Z": the one form trackgate stores."""
+    m = moment.astimezone(timezone.utc)  # f-string: about 4x faster than strftime
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an ISO 8601 time ("Z" or an offset; 0-6 fraction digits). Naive means UTC."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment

@@ -1,0 +1,187 @@
+"""Ingest: limits -> decode -> auth -> enrich -> route -> durable append -> the vendor's reply."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+import zlib
+from collections import Counter
+from datetime import datetime, timezone
+from types import ModuleType
+
+from gateway import registry
+from gateway.adapter import InboundRequest, IngestError, Reply, SourceLimits
+from gateway.config import GatewayConfig
+from gateway.event import BaseEvent, encode_event, format_time, parse_time
+from gateway.metrics import Metrics
+from gateway.routing import DestinationRoute, route
+from gateway.store.base import BackpressureError, Entry, Store, StoreError
+
+log = logging.getLogger("trackgate.ingest")
+
+
+class Source:
+    """A configured source, ready for the hot path."""
+
+    __slots__ = ("name", "routes")
+
+    def __init__(self, name: str, routes: tuple[DestinationRoute, ...]):
+        self.name = name
+        self.routes = routes
+
+
+class Dialect:
+    """Everything ingest needs for one source format: its adapter, limits and keys."""
+
+    def __init__(self, adapter: ModuleType, limits: SourceLimits, keys: dict[bytes, Source]):
+        self.adapter = adapter
+        self.limits = limits
+        self._keys = keys  # sha256(key) -> source: lookups never compare raw keys
+
+    def source_for(self, key: str | None) -> Source | None:
+        if not key:
+            return None
+        return self._keys.get(hashlib.sha256(key.encode()).digest())
+
+
+def build_dialects(config: GatewayConfig) -> dict[str, Dialect]:
+    routes = {
+        name: DestinationRoute(name, spec, registry.destination(spec.type), config.destination_settings(name))
+        for name, spec in config.destinations.items()
+    }
+    grouped: dict[str, list[tuple[str, object]]] = {}
+    for name, spec in config.sources.items():
+        grouped.setdefault(spec.format, []).append((name, spec))
+    dialects = {}
+    for fmt, sources in grouped.items():
+        keys = {}
+        for name, spec in sources:
+            source = Source(name, tuple(routes[d] for d in spec.destinations))
+            for key in spec.keys:
+                keys[hashlib.sha256(key.encode()).digest()] = source
+        # Keys arrive inside bodies, so limits apply before the source is known: the
+        # format's most generous source limits bound the decode.
+        limits = SourceLimits(
+            max_event_bytes=max(s.limits.max_event_bytes for _, s in sources),
+            max_request_bytes=max(s.limits.max_request_bytes for _, s in sources),
+            max_events=max(s.limits.max_events for _, s in sources),
+        )
+        dialects[fmt] = Dialect(registry.source(fmt), limits, keys)
+    return dialects
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """gzip/deflate bodies, refusing anything that inflates past `limit` (bombs)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":
+        wbits = zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS
+    else:
+        raise IngestError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise IngestError(400, "invalid_encoding", f"body is not valid {encoding}: {error}") from None
+    if len(out) > limit:
+        raise IngestError(413, "request_too_large", f"decompressed body is over {limit} bytes")
+    return out
+
+
+class Ingest:
+    def __init__(self, config: GatewayConfig, store: Store, metrics: Metrics):
+        self.store = store
+        self.metrics = metrics
+        self.dialects = build_dialects(config)
+
+    async def handle(
+        self, fmt: str, method: str, path: str, headers: dict[str, str], body: bytes, client_ip: str | None
+    ) -> Reply:
+        dialect = self.dialects[fmt]
+        adapter = dialect.adapter
+        now = datetime.now(timezone.utc)
+        received_at = format_time(now)
+        request = InboundRequest(method, path, headers, body, received_at, client_ip)
+        source_name = "-"
+        try:
+            body = decompress(body, headers.get("content-encoding", ""), dialect.limits.max_request_bytes)
+            if body is not request.body:
+                request = InboundRequest(method, path, headers, body, received_at, client_ip)
+            decoded = adapter.decode(request, dialect.limits)
+            source = dialect.source_for(decoded.key)
+            if source is None:
+                raise IngestError(401, "invalid_write_key", "the write key is missing or not configured")
+            source_name = source.name
+            reply = await self._accept(adapter, request, source, decoded, now)
+        except IngestError as error:
+            self.metrics.request(source_name, error.code)
+            return adapter.reply_error(request, error)
+        self.metrics.request(source_name, "ok")
+        return reply
+
+    async def _accept(self, adapter, request: InboundRequest, source: Source, decoded, now: datetime) -> Reply:
+        counts: Counter = Counter()
+        entries = []
+        times: dict[str, datetime] = {}
+        for event in decoded.events:
+            enrich(event, source.name, request.received_at, now, times)
+            entries.append(Entry(event.message_id, encode_event(event), route(event, source.routes, counts)))
+        if decoded.rejects:
+            await self.store.record_rejects(
+                source.name, [(r.code, r.message, r.payload) for r in decoded.rejects]
+            )
+            self.metrics.events(source.name, "rejected", len(decoded.rejects))
+            for reject in decoded.rejects:
+                log.info(
+                    "event rejected",
+                    extra={"source": source.name, "error": reject.code, "index": reject.index},
+                )
+        if not entries:
+            if decoded.rejects:
+                first = decoded.rejects[0]
+                extra = f" ({len(decoded.rejects)} events rejected)" if len(decoded.rejects) > 1 else ""
+                raise IngestError(400, first.code, first.message + extra)
+            raise IngestError(400, "no_events", "the request holds no events")
+        try:
+            results = await self.store.append(entries, counts)
+        except BackpressureError as error:
+            raise IngestError(503, "backpressure", "trackgate is over its backlog cap", error.retry_after_s) from None
+        except StoreError as error:
+            log.error("store append failed", extra={"source": source.name, "error": str(error)})
+            raise IngestError(503, "store_unavailable", "events could not be stored; retry", 5) from None
+        accepted = sum(results)
+        self.metrics.events(source.name, "accepted", accepted)
+        if accepted != len(results):
+            self.metrics.events(source.name, "duplicate", len(results) - accepted)
+        return adapter.reply_ok(request, accepted, len(results) - accepted)
+
+
+def enrich(event: BaseEvent, source: str, received_at: str, now: datetime, times: dict[str, datetime]) -> None:
+    """Fill what the engine owns: source, receivedAt, messageId, skew-corrected timestamp.
+
+    timestamp = receivedAt - (sentAt - originalTimestamp), Segment's rule, when the client
+    sent both; the client's time as given without sentAt; receipt time without either.
+    """
+    event.source = source
+    event.received_at = received_at
+    if not event.message_id:
+        event.message_id = str(uuid.uuid4())
+    original = event.original_timestamp
+    if original is None:
+        event.timestamp = received_at
+    elif event.sent_at is None:
+        event.timestamp = original
+    else:
+        sent = _parsed(event.sent_at, times)
+        event.timestamp = format_time(now - (sent - _parsed(original, times)))
+
+
+def _parsed(text: str, cache: dict[str, datetime]) -> datetime:
+    moment = cache.get(text)
+    if moment is None:
+        moment = cache[text] = parse_time(text)
+    return moment

@@ -1,0 +1,440 @@
+"""The embedded store: SQLite in WAL mode, one group-committing writer, reads on their own thread.
+
+Every write (appends, settlements, replays, purges, rejects, compaction) is an op queued to
+one writer task. It takes the first op plus everything already queued behind it (up to
+MAX_GROUP_EVENTS) and applies them in ONE transaction on the writer thread, so a burst of
+requests shares one fsync; no op waits for a timer. Reads run on a second connection on its
+own thread: WAL readers never block the writer. Dedupe ids and leases live in memory; the
+`seen` table only lets the ids outlive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat, takewhile
+from pathlib import Path
+
+from gateway.store import sqlite_schema as sql
+from gateway.store.base import (
+    DEAD,
+    DELIVERED,
+    RETRIED,
+    BackpressureError,
+    Chunk,
+    DeadLetterFilter,
+    DeadLetterRow,
+    Entry,
+    RejectRow,
+    Settlement,
+    StoreError,
+    StoreStats,
+)
+from gateway.store.sqlite_schema import REJECTED, GroupWrite
+
+MAX_GROUP_EVENTS = 5000  # one commit stays short enough that the next group is not starved
+BACKPRESSURE_RETRY_AFTER_S = 30
+REPLAY_CHUNK_EVENTS = 500  # a replay of 100k letters must not become one 100 MB chunk
+REJECTS_KEPT = 10_000
+REJECT_PAYLOAD_MAX = 4096
+
+
+class _Op:
+    """A write waiting for the writer: `apply(txn, *args)` runs inside the group transaction."""
+
+    __slots__ = ("apply", "args", "weight", "future")
+
+    def __init__(self, apply: Callable, args: tuple, weight: int, future: asyncio.Future):
+        self.apply = apply
+        self.args = args
+        self.weight = weight
+        self.future = future
+
+
+def _failure(exc: BaseException) -> tuple[bool, StoreError]:
+    error = StoreError(f"commit failed: {exc!r}")
+    error.__cause__ = exc
+    return False, error
+
+
+class SqliteStore:
+    def __init__(
+        self,
+        path: str,
+        dedupe_window_s: float = 86400,
+        max_backlog_bytes: int = 1 << 30,
+        *,
+        busy_timeout_s: float = sql.BUSY_TIMEOUT_S,
+    ):
+        self._path = path
+        self._dedupe_window_s = dedupe_window_s
+        self._max_backlog_bytes = max_backlog_bytes
+        self._busy_timeout_s = busy_timeout_s
+        self._seen: dict[str, float] = {}  # message_id -> received_at, oldest first
+        self._leased: dict[str, set[int]] = {}
+        self._work_for: dict[str, asyncio.Event] = {}
+        self._backlog_bytes = 0
+        self._last_seq = 0
+        self._queue: deque[_Op] = deque()
+        self._work = asyncio.Event()
+        self._writer_conn: sqlite3.Connection | None = None
+        self._reader_conn: sqlite3.Connection | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._writer_task: asyncio.Task | None = None
+        self._closing = False
+        self.commit_count = 0  # group commits made (diagnostics and tests)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="trackgate-store-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="trackgate-store-reader")
+        try:
+            await self._in_writer(self._open_writer)
+            await self._in_reader(self._open_reader)
+        except BaseException:
+            await self.close()
+            raise
+        self._writer_task = asyncio.create_task(self._write_loop(), name="trackgate-store-writer")
+
+    async def close(self) -> None:
+        """Finish every queued op, then close the connections and threads. Idempotent."""
+        self._closing = True
+        self._work.set()
+        if self._writer_task is not None:
+            await self._writer_task
+            self._writer_task = None
+        if self._writer is not None:
+            await self._in_writer(self._close_connection, "_writer_conn")
+            await self._in_reader(self._close_connection, "_reader_conn")
+            for pool in (self._writer, self._reader):
+                pool.shutdown(wait=True)
+            self._writer = self._reader = None
+
+    @property
+    def over_backlog(self) -> bool:
+        return self._backlog_bytes >= self._max_backlog_bytes
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def append(
+        self, entries: Sequence[Entry], counts: Mapping[tuple[str, str], int] | None = None
+    ) -> list[bool]:
+        if self.over_backlog:
+            raise BackpressureError(BACKPRESSURE_RETRY_AFTER_S)
+        return await self._submit(self._append_in_txn, entries, counts, weight=len(entries))
+
+    async def settle(self, destination: str, settlements: Sequence[Settlement]) -> None:
+        try:
+            await self._submit(
+                self._settle_in_txn, destination, settlements, weight=len(settlements)
+            )
+        finally:
+            # Failed or not, the worker is done with them: unsettled chunks get redelivered.
+            self.release(destination, [s.seq for s in settlements])
+
+    async def replay(self, destination: str, filt: DeadLetterFilter = DeadLetterFilter()) -> int:
+        return await self._submit(self._replay_in_txn, destination, filt)
+
+    async def purge(self, destination: str, filt: DeadLetterFilter = DeadLetterFilter()) -> int:
+        return await self._submit(self._purge_in_txn, destination, filt)
+
+    async def record_rejects(self, source: str, rejects: Sequence[tuple[str, str, bytes]]) -> None:
+        if rejects:
+            await self._submit(self._rejects_in_txn, source, rejects, weight=len(rejects))
+
+    async def compact(self) -> None:
+        await self._submit(self._compact_in_txn)
+
+    async def ping(self) -> None:
+        await self._submit(lambda txn: None)  # BEGIN IMMEDIATE + COMMIT: the lock is ours
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def lease(self, destination: str, max_events: int) -> list[Chunk]:
+        return await self._in_reader(self._read_lease, destination, max_events)
+
+    def release(self, destination: str, seqs: Sequence[int]) -> None:
+        leased = self._leased.get(destination)
+        if leased:
+            leased.difference_update(seqs)
+
+    async def next_due(self, destination: str) -> float | None:
+        return await self._in_reader(self._read_next_due, destination)
+
+    async def wait_for_work(self, destination: str, timeout_s: float) -> None:
+        event = self._work_for.setdefault(destination, asyncio.Event())
+        try:
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
+        except TimeoutError:
+            pass
+        event.clear()
+
+    async def dead_letters(
+        self, destination: str | None, filt: DeadLetterFilter = DeadLetterFilter()
+    ) -> list[DeadLetterRow]:
+        where, params = sql.dead_letter_query(destination, filt)
+        query = f"SELECT {sql.DEAD_LETTER_COLUMNS} FROM dead_letters {where}"
+        rows = await self._in_reader(self._read_all, query, params)
+        return [DeadLetterRow(*row) for row in rows]
+
+    async def rejects(self, source: str | None = None, limit: int = 100) -> list[RejectRow]:
+        where = "" if source is None else "WHERE source = ?"
+        params = ([] if source is None else [source]) + [limit]
+        query = (
+            "SELECT id, source, code, message, received_at, payload FROM rejects"
+            f" {where} ORDER BY id DESC LIMIT ?"
+        )
+        return [RejectRow(*row) for row in await self._in_reader(self._read_all, query, params)]
+
+    async def stats(self) -> StoreStats:
+        return await self._in_reader(self._read_stats)
+
+    # -- the writer ----------------------------------------------------------------------
+
+    def _submit(self, apply: Callable, *args, weight: int = 1) -> asyncio.Future:
+        if self._closing:
+            raise StoreError("store is closed")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Op(apply, args, weight, future))
+        self._work.set()
+        return future
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._work.clear()
+                await self._work.wait()
+                continue
+            group = self._take_group()
+            outcomes, woken = await loop.run_in_executor(self._writer, self._commit, group)
+            for op, (ok, value) in zip(group, outcomes):
+                if op.future.done():  # the caller gave up waiting; the write stands
+                    continue
+                if ok:
+                    op.future.set_result(value)
+                else:
+                    op.future.set_exception(value)
+            for destination in woken:
+                self._work_for.setdefault(destination, asyncio.Event()).set()
+
+    def _take_group(self) -> list[_Op]:
+        """The first op and whatever queued behind it while the last commit ran (no linger)."""
+        group = [self._queue.popleft()]
+        weight = group[0].weight
+        while self._queue and weight < MAX_GROUP_EVENTS:
+            op = self._queue.popleft()
+            group.append(op)
+            weight += op.weight
+        return group
+
+    def _commit(self, group: list[_Op]) -> tuple[list[tuple[bool, object]], set[str]]:
+        """Writer thread: apply `group` in one transaction; outcome per op, woken destinations."""
+        try:
+            return self._commit_in_one_txn(group)
+        except sqlite3.OperationalError as exc:  # locked, I/O error, disk full: no op can pass
+            return [_failure(exc) for _ in group], set()
+        except Exception as exc:
+            if len(group) == 1:
+                return [_failure(exc)], set()
+        # One op's bad input must not fail the requests that merely shared its commit.
+        outcomes: list[tuple[bool, object]] = []
+        woken: set[str] = set()
+        for op in group:
+            op_outcomes, op_woken = self._commit([op])
+            outcomes += op_outcomes
+            woken |= op_woken
+        return outcomes, woken
+
+    def _commit_in_one_txn(self, group: list[_Op]) -> tuple[list[tuple[bool, object]], set[str]]:
+        conn = self._writer_conn
+        txn = GroupWrite(conn, time.time(), self._last_seq)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [op.apply(txn, *op.args) for op in group]
+            txn.flush()
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(txn)
+            raise
+        self.commit_count += 1
+        self._last_seq = txn.last_seq
+        self._backlog_bytes += txn.bytes_delta
+        if txn.checkpoint:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # the commit stands; the next compaction checkpoints again
+        return [(True, result) for result in results], txn.woken
+
+    def _rollback(self, txn: GroupWrite) -> None:
+        if self._writer_conn.in_transaction:
+            try:
+                self._writer_conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite already rolled back on its own (e.g. after an I/O error)
+        for message_id in txn.new_ids:
+            self._seen.pop(message_id, None)
+
+    # -- ops, run on the writer thread inside a group transaction ---------------------------
+
+    def _append_in_txn(
+        self,
+        txn: GroupWrite,
+        entries: Sequence[Entry],
+        counts: Mapping[tuple[str, str], int] | None,
+    ) -> list[bool]:
+        seen, now = self._seen, txn.now
+        accepted: list[bool] = []
+        by_destinations: dict[tuple[str, ...], list[bytes]] = {}
+        for entry in entries:
+            if entry.message_id in seen:
+                accepted.append(False)
+                continue
+            seen[entry.message_id] = now
+            txn.new_ids.append(entry.message_id)
+            accepted.append(True)
+            if entry.destinations:
+                by_destinations.setdefault(entry.destinations, []).append(entry.payload)
+        for destinations, payloads in by_destinations.items():
+            txn.add_chunk(destinations, payloads, now)
+            txn.woken.update(destinations)
+        if counts:
+            txn.counts.update(counts)
+        return accepted
+
+    def _settle_in_txn(
+        self, txn: GroupWrite, destination: str, settlements: Sequence[Settlement]
+    ) -> None:
+        conn = txn.conn
+        seqs = sql.json_list(s.seq for s in settlements)
+        pending = {row[0]: row[1:] for row in conn.execute(sql.SETTLING, (destination, seqs))}
+        done: list[tuple[str, int]] = []
+        retry_in_place: list[tuple] = []
+        dead_letters: list[tuple] = []
+        for s in settlements:
+            if s.seq not in pending:
+                continue  # not (or no longer) pending here: settled twice, or purged
+            attempts, received_at, n_events = pending[s.seq]
+            if len(s.retry) == n_events:  # retry them all: keep the chunk, move its due time
+                retry_in_place.append((attempts + 1, s.retry_at, s.error, destination, s.seq))
+            else:
+                done.append((destination, s.seq))
+                if s.retry:
+                    txn.add_chunk(
+                        (destination,), s.retry, received_at, attempts + 1, s.retry_at, s.error
+                    )
+            dead_letters.extend(
+                (destination, d.message_id, d.reason, d.detail, d.attempts, txn.now,
+                 d.last_request, d.last_response, d.payload)
+                for d in s.dead
+            )  # fmt: skip
+            txn.counts[destination, DELIVERED] += s.delivered
+            txn.counts[destination, RETRIED] += len(s.retry)
+            txn.counts[destination, DEAD] += len(s.dead)
+        conn.executemany(sql.RETRY_IN_PLACE, retry_in_place)
+        conn.executemany(sql.DELETE_DELIVERY, done)
+        conn.executemany(sql.INSERT_DEAD_LETTER, dead_letters)
+        txn.drop_unreferenced_chunks([seq for _, seq in done])
+
+    def _replay_in_txn(self, txn: GroupWrite, destination: str, filt: DeadLetterFilter) -> int:
+        where, params = sql.dead_letter_query(destination, filt)
+        rows = txn.conn.execute(f"SELECT id, payload FROM dead_letters {where}", params).fetchall()
+        for start in range(0, len(rows), REPLAY_CHUNK_EVENTS):
+            payloads = [payload for _, payload in rows[start : start + REPLAY_CHUNK_EVENTS]]
+            # received now: max_age_s counts from the replay, or it would expire at once
+            txn.add_chunk((destination,), payloads, txn.now)
+        txn.conn.executemany("DELETE FROM dead_letters WHERE id = ?", ((id_,) for id_, _ in rows))
+        if rows:
+            txn.woken.add(destination)
+        return len(rows)
+
+    def _purge_in_txn(self, txn: GroupWrite, destination: str, filt: DeadLetterFilter) -> int:
+        where, params = sql.dead_letter_query(destination, filt)
+        query = f"DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters {where})"
+        return txn.conn.execute(query, params).rowcount
+
+    def _rejects_in_txn(
+        self, txn: GroupWrite, source: str, rejects: Sequence[tuple[str, str, bytes]]
+    ) -> None:
+        rows = [
+            (source, code, message, txn.now, bytes(payload[:REJECT_PAYLOAD_MAX]))
+            for code, message, payload in rejects
+        ]
+        txn.conn.executemany(sql.INSERT_REJECT, rows)
+        txn.conn.execute(sql.TRIM_REJECTS, (REJECTS_KEPT,))
+        txn.counts[source, REJECTED] += len(rows)
+
+    def _compact_in_txn(self, txn: GroupWrite) -> None:
+        cutoff = txn.now - self._dedupe_window_s
+        # Oldest first in both places, so expiry stops at the first live id.
+        expired = [mid for mid, _ in takewhile(lambda i: i[1] < cutoff, self._seen.items())]
+        for message_id in expired:
+            del self._seen[message_id]
+        txn.conn.execute(sql.EXPIRE_SEEN, (cutoff,))
+        txn.checkpoint = True
+
+    # -- reads, run on the reader thread ------------------------------------------------
+
+    def _read_lease(self, destination: str, max_events: int) -> list[Chunk]:
+        # Marked leased here, on the one reader thread, so two leases can never overlap.
+        leased = self._leased.setdefault(destination, set())
+        rows = sql.due_chunks(self._reader_conn, destination, time.time(), max_events, leased)
+        leased.update(row[0] for row in rows)
+        return [Chunk(seq, destination, *rest) for seq, *rest in rows]
+
+    def _read_next_due(self, destination: str) -> float | None:
+        leased = sql.json_list(frozenset(self._leased.get(destination, ())))
+        (due,) = self._reader_conn.execute(sql.NEXT_DUE, (destination, leased)).fetchone()
+        return due
+
+    def _read_all(self, query: str, params: Sequence[object]) -> list[tuple]:
+        return self._reader_conn.execute(query, params).fetchall()
+
+    def _read_stats(self) -> StoreStats:
+        destinations, rejected = sql.read_stats(self._reader_conn, time.time())
+        return StoreStats(
+            destinations=destinations,
+            backlog_bytes=self._backlog_bytes,
+            max_backlog_bytes=self._max_backlog_bytes,
+            rejected=rejected,
+            dedupe_ids=len(self._seen),
+        )
+
+    # -- threads and connections ------------------------------------------------------------
+
+    def _in_writer(self, fn: Callable, *args) -> asyncio.Future:
+        return asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    def _in_reader(self, fn: Callable, *args) -> asyncio.Future:
+        return asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    def _open_writer(self) -> None:
+        conn = self._writer_conn = sql.connect(self._path, self._busy_timeout_s)
+        conn.executescript(sql.SCHEMA)
+        (self._backlog_bytes,) = conn.execute(
+            "SELECT coalesce(sum(nbytes), 0) FROM chunks"
+        ).fetchone()
+        cutoff = time.time() - self._dedupe_window_s
+        for received_at, message_ids in conn.execute(sql.LIVE_SEEN, (cutoff,)):
+            self._seen.update(zip(sql.decode_ids(message_ids), repeat(received_at)))
+
+    def _open_reader(self) -> None:
+        self._reader_conn = sql.connect(self._path, self._busy_timeout_s)
+        self._reader_conn.execute("PRAGMA query_only=ON")
+
+    def _close_connection(self, attribute: str) -> None:
+        conn = getattr(self, attribute)
+        if conn is not None:
+            conn.close()
+            setattr(self, attribute, None)

@@ -1,0 +1,159 @@
+"""Segment adapter properties fixtures cannot state: batching bounds, round trips, bad input."""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from adapters import segment
+from gateway.adapter import (
+    InboundRequest,
+    IngestError,
+    SourceLimits,
+    Track,
+    decode_event,
+    encode_event,
+    raw,
+)
+
+CAPTURES = Path("/work/shared/reference/captures")
+ADAPTERS = Path(segment.__file__).parent
+SETTINGS = segment.Settings(write_key="SEG_WRITE_KEY")
+IMPURE = {"logging", "random", "time", "socket", "os", "io", "pathlib", "subprocess", "urllib",
+          "http", "uuid", "secrets", "asyncio", "threading"}
+
+
+def _request(path: str, body: bytes, headers: dict | None = None) -> InboundRequest:
+    return InboundRequest("POST", path, headers or {}, body, "2026-11-23T11:26:28.000Z")
+
+
+def _events(seed: int) -> list:
+    rng = random.Random(seed)
+    return [
+        Track(event=f"E{i}", user_id="u", message_id=f"m{i}", source="web",
+              sent_at="2026-11-23T11:26:27.000Z", timestamp="2026-11-23T11:26:27.100Z",
+              properties=raw({"pad": "x" * rng.choice((0, 10, 500, 9_000, 31_000, 60_000))}))
+        for i in range(rng.randrange(0, 1_300))
+    ]
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_every_event_in_exactly_one_request_within_limits(seed: int) -> None:
+    events = _events(seed)
+    limits = segment.batch_limits(SETTINGS)
+    requests = segment.build_requests(events, SETTINGS)
+    assert [i for request in requests for i in request.events] == list(range(len(events)))
+    for request in requests:
+        assert len(request.events) <= limits.max_events
+        assert len(request.body) <= limits.max_bytes or len(request.events) == 1
+        sent = json.loads(request.body)["batch"]
+        assert [item["messageId"] for item in sent] == [f"m{i}" for i in request.events]
+        assert all("source" not in item and "sentAt" not in item for item in sent)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_requests_are_as_full_as_the_limits_allow(seed: int) -> None:
+    """Greedy packing: adding the next event to a request would break a limit."""
+    events = _events(seed)
+    limits = segment.batch_limits(SETTINGS)
+    requests = segment.build_requests(events, SETTINGS)
+    for request, following in zip(requests, requests[1:]):
+        first_of_next = json.loads(following.body)["batch"][0]
+        grown = len(request.body) + 1 + len(msgspec.json.encode(first_of_next))
+        assert len(request.events) == limits.max_events or grown > limits.max_bytes
+
+
+@pytest.mark.parametrize("capture", ["segment-python.json", "segment-node.json"])
+def test_segment_to_segment_keeps_what_segment_reads(capture: str) -> None:
+    """A captured SDK batch, decoded and sent on to Segment, keeps every Spec field."""
+    (recorded,) = [
+        r for r in json.loads((CAPTURES / capture).read_text())["scenarios"]["calls"]["requests"]
+        if "body" in r
+    ]
+    body = json.dumps(recorded["body"]).encode()
+    decoded = segment.decode(_request("/v1/batch", body), SourceLimits())
+    assert not decoded.rejects
+    stored = [decode_event(encode_event(event)) for event in decoded.events]  # as stored
+    for event in stored:
+        event.timestamp = event.original_timestamp  # what the engine's skew correction fills
+    (request,) = segment.build_requests(stored, SETTINGS)
+    spec = ("type", "messageId", "userId", "anonymousId", "event", "name", "category",
+            "properties", "traits", "groupId", "previousId", "context", "integrations")
+    for sent, original in zip(json.loads(request.body)["batch"], recorded["body"]["batch"]):
+        want = {k: original[k] for k in spec if original.get(k) is not None}
+        assert {k: sent[k] for k in spec if k in sent} == want
+
+
+def _mutations(body: bytes, rng: random.Random):
+    yield body[: rng.randrange(len(body))]
+    data = bytearray(body)
+    for _ in range(rng.randrange(1, 8)):
+        data[rng.randrange(len(data))] = rng.choice(b'{}[]",:0an \\\x00\xff')
+    yield bytes(data)
+    cut = rng.randrange(len(body))
+    junk = rng.choice([b"[", b"{", b'"', b"null", b"-1e999", b'"\\ud800"'])
+    yield body[:cut] + junk + body[cut:]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_bad_input_is_a_reject_or_an_ingest_error_never_a_crash(seed: int) -> None:
+    rng = random.Random(seed)
+    capture = rng.choice(["segment-python.json", "segment-node.json"])
+    (recorded,) = [
+        r for r in json.loads((CAPTURES / capture).read_text())["scenarios"]["calls"]["requests"]
+        if "body" in r
+    ]
+    batch = json.dumps(recorded["body"]).encode()
+    single = json.dumps(recorded["body"]["batch"][rng.randrange(8)]).encode()
+    for path, body in (("/v1/batch", batch), (rng.choice(segment.ROUTES[:12]), single)):
+        for mutated in _mutations(body, rng):
+            try:
+                decoded = segment.decode(_request(path, mutated), SourceLimits())
+            except IngestError as error:
+                assert 400 <= error.status < 500 and error.code and error.message
+                continue
+            for event in decoded.events:  # what it accepted is canonical and re-readable
+                assert decode_event(encode_event(event)) == event
+                assert event.user_id or event.anonymous_id
+            for reject in decoded.rejects:
+                assert reject.code and reject.message and reject.payload
+
+
+def test_routes() -> None:
+    assert len(segment.ROUTES) == 15 and len(set(segment.ROUTES)) == 15
+    assert "/v1/import" in segment.ROUTES
+
+
+def test_reply_error_code_equals_status() -> None:
+    reply = segment.reply_error(_request("/v1/batch", b""), IngestError(413, "too_large", "big"))
+    assert reply.status == 413 and json.loads(reply.body)["code"] == 413
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        SETTINGS.write_key = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["segment", "webhook", "file"])
+def test_adapter_imports_only_the_contract(name: str) -> None:
+    tree = ast.parse((ADAPTERS / f"{name}.py").read_text())
+    assert ast.get_docstring(tree), "a module docstring first"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""]
+        else:
+            continue
+        for module in modules:
+            top = module.split(".")[0]
+            allowed = module == "gateway.adapter" or top in ("msgspec", "__future__") or (
+                top in sys.stdlib_module_names and top not in IMPURE
+            )
+            assert allowed, f"{name}.py imports {module}"

@@ -1,0 +1,539 @@
+"""Store conformance suite: every backend must pass it (parametrise the `open_store` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from contextlib import asynccontextmanager
+
+import msgspec
+import pytest
+
+from gateway.store.base import (
+    BackpressureError,
+    DeadLetter,
+    DeadLetterFilter,
+    Entry,
+    Settlement,
+    StoreError,
+)
+from gateway.store.sqlite import SqliteStore
+
+
+@pytest.fixture(params=["sqlite"])
+def open_store(request, tmp_path):
+    """`async with open_store(**options) as store:` opens a store on this test's database;
+    opening it again later reopens the same data."""
+    path = str(tmp_path / "data" / "store.db")  # "data/" does not exist yet
+
+    @asynccontextmanager
+    async def opener(**options):
+        store = SqliteStore(path, **options)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return opener
+
+
+def event(message_id: str) -> bytes:
+    return msgspec.json.encode({"type": "track", "messageId": message_id, "event": "Viewed"})
+
+
+def entry(message_id: str, *destinations: str) -> Entry:
+    return Entry(message_id, event(message_id), destinations)
+
+
+def joined(*message_ids: str) -> bytes:
+    """The exact bytes of a chunk holding these events."""
+    return b"[" + b",".join(event(m) for m in message_ids) + b"]"
+
+
+def ids_of(chunks) -> list[str]:
+    return [e["messageId"] for chunk in chunks for e in json.loads(chunk.payload)]
+
+
+def dead(message_id: str, reason: str = "http_400", **fields) -> DeadLetter:
+    return DeadLetter(message_id, event(message_id), reason, **fields)
+
+
+async def dead_letter(store, destination: str, *message_ids: str, reason: str = "http_400"):
+    """Append events for `destination` and dead-letter them all."""
+    await store.append([entry(m, destination) for m in message_ids])
+    for chunk in await store.lease(destination, 1000):
+        letters = tuple(dead(e["messageId"], reason) for e in json.loads(chunk.payload))
+        await store.settle(destination, [Settlement(chunk.seq, delivered=0, dead=letters)])
+
+
+# -- append and dedupe ----------------------------------------------------------------------
+
+
+def test_appended_events_survive_reopen_and_stay_deduplicated(open_store):
+    async def scenario():
+        async with open_store() as store:
+            assert await store.append([entry("m1", "a"), entry("m2", "a")]) == [True, True]
+        async with open_store() as store:
+            [chunk] = await store.lease("a", 10)
+            assert chunk.payload == joined("m1", "m2")
+            assert (chunk.n_events, chunk.attempts, chunk.destination) == (2, 0, "a")
+            assert await store.append([entry("m1", "a")]) == [False]
+
+    asyncio.run(scenario())
+
+
+def test_duplicate_inside_one_call_is_stored_once(open_store):
+    async def scenario():
+        async with open_store() as store:
+            results = await store.append([entry("m1", "a"), entry("m1", "a"), entry("m2", "a")])
+            assert results == [True, False, True]
+            assert ids_of(await store.lease("a", 10)) == ["m1", "m2"]
+
+    asyncio.run(scenario())
+
+
+def test_duplicate_across_calls_is_acknowledged_not_stored(open_store):
+    async def scenario():
+        async with open_store() as store:
+            assert await store.append([entry("m1", "a")]) == [True]
+            assert await store.append([entry("m1", "a"), entry("m2", "a")]) == [False, True]
+            assert ids_of(await store.lease("a", 10)) == ["m1", "m2"]
+            assert (await store.stats()).dedupe_ids == 2
+
+    asyncio.run(scenario())
+
+
+def test_dedupe_ids_expire_after_the_window(open_store):
+    async def scenario():
+        async with open_store(dedupe_window_s=0.2) as store:
+            await store.append([entry("m1", "a"), entry("m2", "a")])
+            await asyncio.sleep(0.3)
+            await store.append([entry("m3", "a")])
+            await store.compact()
+            assert (await store.stats()).dedupe_ids == 1  # m3 is still inside its window
+            assert await store.append([entry("m1", "a"), entry("m3", "a")]) == [True, False]
+        await asyncio.sleep(0.3)
+        async with open_store(dedupe_window_s=0.2) as store:  # expired ids are not reloaded
+            assert (await store.stats()).dedupe_ids == 0
+            assert await store.append([entry("m3", "a")]) == [True]
+
+    asyncio.run(scenario())
+
+
+def test_event_without_destinations_is_deduplicated_but_not_queued(open_store):
+    async def scenario():
+        async with open_store() as store:
+            assert await store.append([entry("m1")]) == [True]
+            stats = await store.stats()
+            assert (stats.destinations, stats.backlog_bytes, stats.dedupe_ids) == ({}, 0, 1)
+        async with open_store() as store:
+            assert await store.append([entry("m1", "a")]) == [False]
+            assert await store.lease("a", 10) == []
+
+    asyncio.run(scenario())
+
+
+def test_one_call_makes_one_chunk_per_destination_set(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry("m1", "a"), entry("m2", "a", "b"), entry("m3", "a")])
+            chunks = await store.lease("a", 10)
+            assert [c.payload for c in chunks] == [joined("m1", "m3"), joined("m2")]
+            [chunk_b] = await store.lease("b", 10)
+            assert chunk_b.seq == chunks[1].seq
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_appends_are_durable_and_group_committed(open_store):
+    async def scenario():
+        async with open_store() as store:
+            commits_before = store.commit_count
+            calls = [store.append([entry(f"m{i}", "a")]) for i in range(200)]
+            assert await asyncio.gather(*calls) == [[True]] * 200
+            assert store.commit_count - commits_before < 200
+        async with open_store() as store:
+            chunks = await store.lease("a", 1000)
+            assert sorted(ids_of(chunks)) == sorted(f"m{i}" for i in range(200))
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_call_does_not_fail_the_calls_sharing_its_commit(open_store):
+    async def scenario():
+        async with open_store() as store:
+            broken = Entry("m2", None, ("a",))  # type: ignore[arg-type]  # not bytes
+            results = await asyncio.gather(
+                store.append([entry("m1", "a")]),
+                store.append([broken]),
+                store.append([entry("m3", "a")]),
+                return_exceptions=True,
+            )
+            assert results[0] == [True] and results[2] == [True]
+            assert isinstance(results[1], StoreError)
+            assert await store.append([entry("m2", "a")]) == [True]  # its id was not kept
+            assert ids_of(await store.lease("a", 10)) == ["m1", "m3", "m2"]
+
+    asyncio.run(scenario())
+
+
+# -- lease, settle, release -----------------------------------------------------------------
+
+
+def test_lease_is_in_order_and_gathers_up_to_max_events(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry("m1", "a"), entry("m2", "a")])
+            await store.append([entry("m3", "a"), entry("m4", "a"), entry("m5", "a")])
+            await store.append([entry("m6", "a"), entry("m7", "a")])
+            first = await store.lease("a", 4)  # 2 + 3 events reach 4
+            assert ids_of(first) == ["m1", "m2", "m3", "m4", "m5"]
+            assert [c.n_events for c in first] == [2, 3]
+            second = await store.lease("a", 1)  # always at least one chunk
+            assert ids_of(second) == ["m6", "m7"]
+            assert await store.lease("a", 100) == []
+
+    asyncio.run(scenario())
+
+
+def test_leased_chunks_are_exclusive_until_settled_or_released(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry("m1", "a")])
+            await store.append([entry("m2", "a")])
+            [first] = await store.lease("a", 1)
+            [second] = await store.lease("a", 1)
+            assert await store.lease("a", 10) == []
+            assert await store.next_due("a") is None  # everything is leased
+            store.release("a", [first.seq])
+            assert ids_of(await store.lease("a", 10)) == ["m1"]
+            await store.settle("a", [Settlement(second.seq, delivered=1)])
+            store.release("a", [first.seq])
+            assert ids_of(await store.lease("a", 10)) == ["m1"]  # m2 is settled for good
+
+    asyncio.run(scenario())
+
+
+def test_chunk_is_deleted_once_every_destination_settled_it(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry("m1", "a", "b")])
+            backlog = (await store.stats()).backlog_bytes
+            assert backlog == len(joined("m1"))
+            [chunk_a] = await store.lease("a", 10)
+            await store.settle("a", [Settlement(chunk_a.seq, delivered=1)])
+            assert (await store.stats()).backlog_bytes == backlog  # b still needs it
+            [chunk_b] = await store.lease("b", 10)
+            assert chunk_b.payload == joined("m1")
+            await store.settle("b", [Settlement(chunk_b.seq, delivered=1)])
+            assert (await store.stats()).backlog_bytes == 0
+        async with open_store() as store:
+            assert (await store.stats()).backlog_bytes == 0
+            assert await store.lease("a", 10) == [] and await store.lease("b", 10) == []
+
+    asyncio.run(scenario())
+
+
+def test_partial_retry_becomes_a_new_chunk_for_that_destination_only(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry(m, "a", "b") for m in ("m1", "m2", "m3")])
+            [chunk] = await store.lease("a", 10)
+            retry_at = time.time() + 0.3
+            settlement = Settlement(
+                chunk.seq, delivered=2, retry=(event("m2"),), retry_at=retry_at, error="http_500"
+            )
+            await store.settle("a", [settlement])
+            assert await store.lease("a", 10) == []  # not due yet
+            assert await store.next_due("a") == pytest.approx(retry_at)
+            stats = (await store.stats()).destinations
+            assert (stats["a"].pending, stats["a"].retrying) == (1, 1)
+            assert (stats["b"].pending, stats["b"].retrying) == (3, 0)
+            [chunk_b] = await store.lease("b", 10)
+            assert (chunk_b.seq, chunk_b.n_events, chunk_b.attempts) == (chunk.seq, 3, 0)
+            await asyncio.sleep(retry_at - time.time() + 0.05)
+            [retried] = await store.lease("a", 10)
+            assert retried.seq != chunk.seq
+            assert (retried.n_events, retried.attempts, retried.payload) == (1, 1, joined("m2"))
+            assert retried.received_at == chunk.received_at  # max_age_s counts from receipt
+
+    asyncio.run(scenario())
+
+
+def test_retrying_a_whole_chunk_keeps_it_and_counts_the_attempt(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry("m1", "a"), entry("m2", "a")])
+            [chunk] = await store.lease("a", 10)
+            retry_at = time.time() + 0.2
+            retry = (event("m1"), event("m2"))
+            await store.settle("a", [Settlement(chunk.seq, 0, retry, retry_at, "timeout")])
+            assert await store.lease("a", 10) == []
+            await asyncio.sleep(retry_at - time.time() + 0.05)
+            [again] = await store.lease("a", 10)
+            assert (again.seq, again.attempts, again.payload) == (chunk.seq, 1, chunk.payload)
+            await store.settle("a", [Settlement(again.seq, 0, retry, time.time(), "timeout")])
+            [third] = await store.lease("a", 10)
+            assert third.attempts == 2
+
+    asyncio.run(scenario())
+
+
+def test_dead_letters_keep_every_field(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry("m1", "a"), entry("m2", "a")])
+            [chunk] = await store.lease("a", 10)
+            letter = dead(
+                "m1", "http_400", detail="bad field", attempts=3,
+                last_request="POST http://x/batch {...}", last_response="400 {}",
+            )  # fmt: skip
+            before = time.time()
+            await store.settle("a", [Settlement(chunk.seq, delivered=1, dead=(letter,))])
+            [row] = await store.dead_letters("a")
+            assert (row.destination, row.message_id, row.reason, row.detail, row.attempts) == (
+                "a", "m1", "http_400", "bad field", 3,
+            )  # fmt: skip
+            assert (row.payload, row.last_request, row.last_response) == (
+                event("m1"), "POST http://x/batch {...}", "400 {}",
+            )  # fmt: skip
+            assert before <= row.failed_at <= time.time()
+            assert await store.dead_letters(None) == [row]
+            assert await store.dead_letters("b") == []
+            assert (await store.stats()).backlog_bytes == 0  # the letter has its own copy
+
+    asyncio.run(scenario())
+
+
+# -- replay, purge, filters -----------------------------------------------------------------
+
+
+def test_replay_resets_attempts_and_keeps_the_bytes(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry("m1", "a", "b"), entry("m2", "a", "b")])
+            for destination in ("a", "b"):
+                [chunk] = await store.lease(destination, 10)
+                letters = (dead("m1", attempts=5), dead("m2", attempts=5))
+                await store.settle(destination, [Settlement(chunk.seq, 0, dead=letters)])
+            await store.wait_for_work("a", 0)  # consume the append's wake-up
+            assert await store.replay("a") == 2
+            await asyncio.wait_for(store.wait_for_work("a", 30), 5)  # replay wakes the worker
+            [chunk] = await store.lease("a", 10)
+            assert (chunk.payload, chunk.attempts) == (joined("m1", "m2"), 0)
+            assert await store.dead_letters("a") == []
+            assert len(await store.dead_letters("b")) == 2  # b is untouched
+            assert await store.lease("b", 10) == []
+            assert await store.replay("a") == 0
+
+    asyncio.run(scenario())
+
+
+def test_replay_by_another_process_is_seen_by_the_running_one(open_store):
+    async def scenario():
+        async with open_store() as gateway:
+            await dead_letter(gateway, "a", "m1")
+            async with open_store() as cli:
+                assert await cli.replay("a") == 1
+            await gateway.append([entry("m2", "a")])  # its seq must not collide with the replay's
+            assert ids_of(await gateway.lease("a", 10)) == ["m1", "m2"]
+
+    asyncio.run(scenario())
+
+
+def test_purge_deletes_only_what_the_filter_names(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await dead_letter(store, "a", "m1", "m2", reason="http_400")
+            await dead_letter(store, "a", "m3", reason="retries_exhausted")
+            await dead_letter(store, "b", "m4")
+            assert await store.purge("a", DeadLetterFilter(reason="http_400")) == 2
+            assert [r.message_id for r in await store.dead_letters("a")] == ["m3"]
+            assert await store.purge("a") == 1
+            assert [r.message_id for r in await store.dead_letters(None)] == ["m4"]
+
+    asyncio.run(scenario())
+
+
+def test_dead_letter_filters(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await dead_letter(store, "a", "m1", "m2", reason="http_400")
+            middle = time.time()
+            await dead_letter(store, "a", "m3", "m4", reason="http_413")
+            await dead_letter(store, "b", "m5")
+            rows = await store.dead_letters("a")
+
+            async def ids(**filt) -> list[str]:
+                found = await store.dead_letters("a", DeadLetterFilter(**filt))
+                return [r.message_id for r in found]
+
+            assert [r.message_id for r in rows] == ["m1", "m2", "m3", "m4"]
+            assert await ids(ids=(rows[1].id, rows[3].id)) == ["m2", "m4"]
+            assert await ids(message_ids=("m3", "m5")) == ["m3"]
+            assert await ids(reason="http_413") == ["m3", "m4"]
+            assert await ids(since=middle) == ["m3", "m4"]
+            assert await ids(until=middle) == ["m1", "m2"]
+            assert await ids(limit=3) == ["m1", "m2", "m3"]
+            assert await ids(reason="http_400", limit=1) == ["m1"]
+            assert await store.replay("a", DeadLetterFilter(message_ids=("m4",))) == 1
+            assert ids_of(await store.lease("a", 10)) == ["m4"]
+
+    asyncio.run(scenario())
+
+
+# -- rejects, counters, stats, back-pressure ------------------------------------------------------
+
+
+def test_rejects_are_listed_newest_first_truncated_and_bounded(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.record_rejects("web", [("invalid_json", "not JSON", b"x" * 5000)])
+            await store.record_rejects("ios", [("missing_identifier", "no userId", b"{}")])
+            [newest, oldest] = await store.rejects()
+            assert (newest.source, newest.code, newest.message, newest.payload) == (
+                "ios", "missing_identifier", "no userId", b"{}",
+            )  # fmt: skip
+            assert oldest.payload == b"x" * 4096
+            assert [r.source for r in await store.rejects("web")] == ["web"]
+            assert len(await store.rejects(limit=1)) == 1
+            flood = [("too_large", f"#{i}", b"") for i in range(10_005)]
+            await store.record_rejects("web", flood)
+            kept = await store.rejects(limit=20_000)
+            assert len(kept) == 10_000 and kept[0].message == "#10004"
+            assert (await store.stats()).rejected == {"web": 10_006, "ios": 1}
+
+    asyncio.run(scenario())
+
+
+def test_counters_add_up_from_appends_and_settlements(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry("m1", "a")], {("a", "skipped_filter"): 2})
+            await store.append([], {("a", "skipped_filter"): 3, ("b", "skipped_disabled"): 1})
+            [chunk] = await store.lease("a", 10)
+            await store.settle("a", [Settlement(chunk.seq, delivered=1)])
+            await store.append([entry("m2", "a"), entry("m3", "a"), entry("m4", "a")])
+            [chunk] = await store.lease("a", 10)
+            outcome = Settlement(chunk.seq, 1, (event("m3"),), time.time() + 60, "http_503",
+                                 (dead("m4"),))  # fmt: skip
+            await store.settle("a", [outcome])
+            stats = await store.stats()
+            assert stats.destinations["a"].counters == {
+                "skipped_filter": 5, "delivered": 2, "retried": 1, "dead": 1,
+            }  # fmt: skip
+            assert stats.destinations["b"].counters == {"skipped_disabled": 1}
+        async with open_store() as store:
+            assert (await store.stats()).destinations["a"].counters["delivered"] == 2
+
+    asyncio.run(scenario())
+
+
+def test_stats_report_pending_retrying_dead_and_age(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry("m1", "a"), entry("m2", "a")])
+            await store.append([entry("m3", "a", "b")])
+            await dead_letter(store, "c", "m5")
+            await store.append([entry("m4", "c")])
+            [first, *_] = await store.lease("a", 1)
+            retry = (event("m1"), event("m2"))
+            await store.settle("a", [Settlement(first.seq, 0, retry, time.time() + 60, "x")])
+            await asyncio.sleep(0.05)
+            stats = await store.stats()
+            a, b, c = (stats.destinations[name] for name in "abc")
+            assert (a.pending, a.retrying, a.dead_letters) == (3, 2, 0)
+            assert (b.pending, b.retrying) == (1, 0)
+            assert (c.pending, c.dead_letters) == (1, 1)
+            assert 0.05 <= a.oldest_pending_age_s < 10
+            expected = len(joined("m1", "m2")) + len(joined("m3")) + len(joined("m4"))
+            assert stats.backlog_bytes == expected
+            assert stats.dedupe_ids == 5 and stats.max_backlog_bytes == 1 << 30
+
+    asyncio.run(scenario())
+
+
+def test_backlog_cap_refuses_appends_until_work_is_settled(open_store):
+    async def scenario():
+        async with open_store(max_backlog_bytes=100) as store:
+            await store.append([entry("m1", "a"), entry("m2", "a")])  # over 100 bytes now
+            assert store.over_backlog
+            with pytest.raises(BackpressureError) as refused:
+                await store.append([entry("m3", "a")])
+            assert refused.value.retry_after_s > 0
+            [chunk] = await store.lease("a", 10)
+            await store.settle("a", [Settlement(chunk.seq, delivered=2)])
+            assert not store.over_backlog
+            assert await store.append([entry("m3", "a")]) == [True]  # m3 was never stored
+
+    asyncio.run(scenario())
+
+
+# -- waiting, readiness, lifecycle ---------------------------------------------------------------
+
+
+def test_next_due_reports_the_earliest_unleased_chunk(open_store):
+    async def scenario():
+        async with open_store() as store:
+            assert await store.next_due("a") is None
+            await store.append([entry("m1", "a")])
+            assert await store.next_due("a") <= time.time()
+            [chunk] = await store.lease("a", 10)
+            retry_at = time.time() + 30
+            await store.settle("a", [Settlement(chunk.seq, 0, (event("m1"),), retry_at, "x")])
+            assert await store.next_due("a") == pytest.approx(retry_at)
+
+    asyncio.run(scenario())
+
+
+def test_wait_for_work_wakes_on_append_and_times_out_otherwise(open_store):
+    async def scenario():
+        async with open_store() as store:
+            waiter = asyncio.create_task(store.wait_for_work("a", 30))
+            await asyncio.sleep(0.05)
+            assert not waiter.done()
+            await store.append([entry("m1", "b")])
+            await asyncio.sleep(0.05)
+            assert not waiter.done()  # work for b does not wake a
+            await store.append([entry("m2", "a")])
+            await asyncio.wait_for(waiter, 5)
+            await asyncio.wait_for(store.wait_for_work("a", 0.01), 5)  # nothing new: times out
+
+    asyncio.run(scenario())
+
+
+def test_ping_close_and_closed_store(open_store):
+    async def scenario():
+        async with open_store() as store:
+            await store.ping()
+            await store.close()  # closing twice is harmless
+            with pytest.raises(StoreError):
+                await store.append([entry("m1", "a")])
+
+    asyncio.run(scenario())
+
+
+# -- SQLite specifics -----------------------------------------------------------------------------
+
+
+def test_sqlite_failed_commit_keeps_nothing(tmp_path):
+    path = str(tmp_path / "store.db")
+
+    async def scenario():
+        store = SqliteStore(path, busy_timeout_s=0.05)
+        await store.open()
+        try:
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            with pytest.raises(StoreError):
+                await store.append([entry("m1", "a")])
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            assert await store.append([entry("m1", "a")]) == [True]  # its id was not kept
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

@@ -29,7 +29,8 @@ def _children_cpu() -> float:
 def one_run(server: Server, target: str, payload: str, pool, s: dict, duration_s: float) -> dict:
     path, per_request = PATHS[payload]
     before = (box_busy_seconds(), server.proc.cpu_seconds(), _children_cpu(), kernel_threads_seconds())
-    result = run_wrk(server.url, path, pool, basic_auth(SOURCE_KEY), s["conns"][payload], duration_s, per_request, payload)
+    conns, auth = s["conns"][payload], basic_auth(SOURCE_KEY)
+    result = run_wrk(server.url, path, pool, auth, conns, duration_s, per_request, payload)
     after = (box_busy_seconds(), server.proc.cpu_seconds(), _children_cpu(), kernel_threads_seconds())
     box, srv, wrk, kernel = (b - a for a, b in zip(before, after))
     result.server_cpu_us_per_req = srv / max(result.requests, 1) * 1e6
@@ -61,7 +62,8 @@ def compare(servers: dict[str, Server], pools: dict, s: dict) -> tuple[list[dict
                 runs.append(row)
                 note = "  DISTURBED" if row["disturbed"] else ""
                 print(
-                    f"  {payload}: {target} #{repeat + 1}: {row['events_s']:,.0f} events/s, p99 {row['p99_ms']:.1f} ms, "
+                    f"  {payload}: {target} #{repeat + 1}: {row['events_s']:,.0f} events/s, "
+                    f"p99 {row['p99_ms']:.1f} ms, "
                     f"errors {row['errors']}, other CPU {row['other_cpu_pct']:.0f}%{note}",
                     flush=True,
                 )

@@ -22,9 +22,11 @@ BATCH_SIZE = 100
 MIX = (("track", 0.7), ("page", 0.2), ("identify", 0.1))
 
 _BROWSERS = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Mobile/15E148 Safari/604.1",
 )
 _EVENTS = ("Order Completed", "Product Viewed", "Signed In", "Checkout Started", "Invite Sent", "Trial Started")
 _PAGES = ("/pricing", "/docs/getting-started", "/blog/how-we-scaled-ingest", "/account/settings", "/checkout")
@@ -52,7 +54,9 @@ def _context(rng: random.Random, page: str) -> dict:
             "title": f"{page.strip('/').replace('/', ' ').title()} | Example",
             "url": f"https://app.example.com{page}?utm_source=newsletter",
         },
-        "campaign": {"name": "autumn-launch", "source": "newsletter", "medium": "email", "term": "gateway", "content": "cta-2"},
+        "campaign": {
+            "name": "autumn-launch", "source": "newsletter", "medium": "email", "term": "gateway", "content": "cta-2"
+        },
         "userAgentData": {
             "brands": [{"brand": "Chromium", "version": "131"}, {"brand": "Google Chrome", "version": "131"}],
             "mobile": False,

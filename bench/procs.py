@@ -52,7 +52,8 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name}: exited with {self.popen.returncode}; see {self.log_path}\n{self.tail()}")
+                code = self.popen.returncode
+                raise RuntimeError(f"{self.name}: exited with {code}; see {self.log_path}\n{self.tail()}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:

@@ -25,7 +25,8 @@ DRAIN_BYTES = 16 * 1024 * 1024  # past this an oversize body is cut off, not rea
 _json = msgspec.json.encode
 
 
-def open_store(config: GatewayConfig, base_dir: Path) -> Store:
+def open_store(config: GatewayConfig, base_dir: Path, for_ingest: bool = True) -> Store:
+    """The configured store; `for_ingest=False` (the CLI) skips loading the dedupe ids."""
     from gateway.store.sqlite import SqliteStore
 
     path = Path(config.store.path)
@@ -33,6 +34,8 @@ def open_store(config: GatewayConfig, base_dir: Path) -> Store:
         str(path if path.is_absolute() else base_dir / path),
         dedupe_window_s=config.store.dedupe_window_s,
         max_backlog_bytes=config.store.max_backlog_bytes,
+        dedupe_max_ids=config.store.dedupe_max_ids,
+        load_dedupe=for_ingest,
     )
 
 

@@ -98,7 +98,7 @@ def cmd_send(args) -> int:
 def _with_store(args, action):
     from gateway.app import open_store
 
-    store = open_store(_load(args.config), Path.cwd())
+    store = open_store(_load(args.config), Path.cwd(), for_ingest=False)
 
     async def run():
         await store.open()
@@ -122,7 +122,7 @@ def cmd_stats(args) -> int:
     if args.json:
         print(msgspec.json.encode(stats).decode())
         return 0
-    print(f"backlog {stats.backlog_bytes:,} of {stats.max_backlog_bytes:,} bytes; dedupe ids {stats.dedupe_ids:,}")
+    print(f"backlog {stats.backlog_bytes:,} of {stats.max_backlog_bytes:,} bytes")
     print(f"{'destination':<20} {'pending':>9} {'retrying':>9} {'dead':>7} {'oldest':>8} {'delivered':>10} {'retried':>8}  skipped")
     for name, dest in sorted(stats.destinations.items()):
         skipped = ", ".join(f"{k.removeprefix('skipped_')}={v}" for k, v in sorted(dest.counters.items()) if k.startswith("skipped_"))

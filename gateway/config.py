@@ -39,6 +39,7 @@ class StoreConfig(Strict):
     backend: Literal["sqlite"] = "sqlite"
     path: str = "data/trackgate.db"
     dedupe_window_s: float = 86400.0
+    dedupe_max_ids: int = 2_000_000  # memory bound (~200 B an id): the newest ids are kept
     max_backlog_bytes: int = 1 << 30
 
 

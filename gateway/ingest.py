@@ -7,13 +7,16 @@ import logging
 import uuid
 import zlib
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import ModuleType
 
 from gateway import registry
 from gateway.adapter import InboundRequest, IngestError, Reply, SourceLimits
 from gateway.config import GatewayConfig
-from gateway.event import BaseEvent, encode_event, format_time, parse_time
+from gateway.event import BaseEvent, encode_event, epoch_ms, format_ms, format_time
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MILLISECOND = timedelta(milliseconds=1)
 from gateway.metrics import Metrics
 from gateway.routing import DestinationRoute, route
 from gateway.store.base import BackpressureError, Entry, Store, StoreError
@@ -126,9 +129,10 @@ class Ingest:
     async def _accept(self, adapter, request: InboundRequest, source: Source, decoded, now: datetime) -> Reply:
         counts: Counter = Counter()
         entries = []
-        times: dict[str, datetime] = {}
+        skews: dict[str, int] = {}
+        now_ms = (now - EPOCH) // MILLISECOND
         for event in decoded.events:
-            enrich(event, source.name, request.received_at, now, times)
+            enrich(event, source.name, request.received_at, now_ms, skews)
             entries.append(Entry(event.message_id, encode_event(event), route(event, source.routes, counts)))
         if decoded.rejects:
             await self.store.record_rejects(
@@ -160,7 +164,7 @@ class Ingest:
         return adapter.reply_ok(request, accepted, len(results) - accepted)
 
 
-def enrich(event: BaseEvent, source: str, received_at: str, now: datetime, times: dict[str, datetime]) -> None:
+def enrich(event: BaseEvent, source: str, received_at: str, now_ms: int, skews: dict[str, int]) -> None:
     """Fill what the engine owns: source, receivedAt, messageId, skew-corrected timestamp.
 
     timestamp = receivedAt - (sentAt - originalTimestamp), Segment's rule, when the client
@@ -176,12 +180,7 @@ def enrich(event: BaseEvent, source: str, received_at: str, now: datetime, times
     elif event.sent_at is None:
         event.timestamp = original
     else:
-        sent = _parsed(event.sent_at, times)
-        event.timestamp = format_time(now - (sent - _parsed(original, times)))
-
-
-def _parsed(text: str, cache: dict[str, datetime]) -> datetime:
-    moment = cache.get(text)
-    if moment is None:
-        moment = cache[text] = parse_time(text)
-    return moment
+        skew = skews.get(event.sent_at)  # one sentAt per request, as a rule
+        if skew is None:
+            skew = skews[event.sent_at] = now_ms - epoch_ms(event.sent_at)
+        event.timestamp = original if skew == 0 else format_ms(epoch_ms(original) + skew)

@@ -18,7 +18,7 @@ _EMPTY = (b"", b"{}", b"null")
 class DestinationRoute:
     """One destination as routing sees it."""
 
-    __slots__ = ("name", "enabled", "names", "types", "include", "exclude", "skip_reason", "settings")
+    __slots__ = ("name", "enabled", "names", "types", "include", "exclude", "filtered", "skip_reason", "settings")
 
     def __init__(self, name: str, spec: DestinationConfig, adapter: ModuleType, settings):
         self.name = name
@@ -28,6 +28,7 @@ class DestinationRoute:
         self.types = frozenset(spec.filter.types)
         self.include = frozenset(spec.filter.events_include)
         self.exclude = frozenset(spec.filter.events_exclude)
+        self.filtered = bool(self.types or self.include or self.exclude)
         self.skip_reason = getattr(adapter, "skip_reason", None)
         self.settings = settings
 
@@ -49,7 +50,7 @@ class DestinationRoute:
 
 def _integration_flags(event: BaseEvent) -> dict[str, object] | None:
     value = event.integrations
-    if bytes(value) in _EMPTY:
+    if len(value) <= 4 and bytes(value) in _EMPTY:
         return None
     try:
         flags = _decode_flags(value)
@@ -74,7 +75,7 @@ def route(event: BaseEvent, routes: tuple[DestinationRoute, ...], counts: Counte
             if not wanted:
                 counts[(dest.name, "skipped_integrations")] += 1
                 continue
-        if dest.filter_out(event):
+        if dest.filtered and dest.filter_out(event):
             counts[(dest.name, "skipped_filter")] += 1
             continue
         if dest.skip_reason is not None:

@@ -1,12 +1,4 @@
-"""The embedded store: SQLite in WAL mode, one group-committing writer, reads on their own thread.
-
-Every write (appends, settlements, replays, purges, rejects, compaction) is an op queued to
-one writer task. It takes the first op plus everything already queued behind it (up to
-MAX_GROUP_EVENTS) and applies them in ONE transaction on the writer thread, so a burst of
-requests shares one fsync; no op waits for a timer. Reads run on a second connection on its
-own thread: WAL readers never block the writer. Dedupe ids and leases live in memory; the
-`seen` table only lets the ids outlive a restart.
-"""
+"""The embedded store: SQLite in WAL mode, one group-committing writer thread, a reader thread."""
 
 from __future__ import annotations
 
@@ -16,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import repeat, takewhile
+from itertools import islice, repeat, takewhile
 from pathlib import Path
 
 from gateway.store import sqlite_schema as sql
@@ -26,6 +18,7 @@ from gateway.store.base import (
     RETRIED,
     BackpressureError,
     Chunk,
+    DeadLetter,
     DeadLetterFilter,
     DeadLetterRow,
     Entry,
@@ -61,17 +54,45 @@ def _failure(exc: BaseException) -> tuple[bool, StoreError]:
     return False, error
 
 
+def _dead_letter_row(destination: str, letter: DeadLetter, failed_at: float) -> tuple:
+    return (
+        destination,
+        letter.message_id,
+        letter.reason,
+        letter.detail,
+        letter.attempts,
+        failed_at,
+        letter.last_request,
+        letter.last_response,
+        letter.payload,
+    )
+
+
 class SqliteStore:
+    """The Store protocol on one SQLite file.
+
+    Every write (appends, settlements, replays, purges, rejects, compaction) is an op queued
+    to one writer task. It takes the first op plus everything already queued behind it (up
+    to MAX_GROUP_EVENTS) and applies them in ONE transaction on the writer thread, so a burst
+    of requests shares one fsync; no op waits for a timer. Reads run on a second connection
+    on their own thread: WAL readers never block the writer. Dedupe ids and leases live in
+    memory; the `seen` table only lets the ids outlive a restart.
+    """
+
     def __init__(
         self,
         path: str,
         dedupe_window_s: float = 86400,
         max_backlog_bytes: int = 1 << 30,
         *,
+        dedupe_max_ids: int = 2_000_000,
+        load_dedupe: bool = True,
         busy_timeout_s: float = sql.BUSY_TIMEOUT_S,
     ):
         self._path = path
         self._dedupe_window_s = dedupe_window_s
+        self._dedupe_max_ids = dedupe_max_ids
+        self._load_dedupe = load_dedupe  # the CLI reads and replays; it never appends
         self._max_backlog_bytes = max_backlog_bytes
         self._busy_timeout_s = busy_timeout_s
         self._seen: dict[str, float] = {}  # message_id -> received_at, oldest first
@@ -309,6 +330,8 @@ class SqliteStore:
         for destinations, payloads in by_destinations.items():
             txn.add_chunk(destinations, payloads, now)
             txn.woken.update(destinations)
+        if len(seen) > self._dedupe_max_ids:
+            self._evict_oldest_ids()
         if counts:
             txn.counts.update(counts)
         return accepted
@@ -334,11 +357,7 @@ class SqliteStore:
                     txn.add_chunk(
                         (destination,), s.retry, received_at, attempts + 1, s.retry_at, s.error
                     )
-            dead_letters.extend(
-                (destination, d.message_id, d.reason, d.detail, d.attempts, txn.now,
-                 d.last_request, d.last_response, d.payload)
-                for d in s.dead
-            )  # fmt: skip
+            dead_letters.extend(_dead_letter_row(destination, d, txn.now) for d in s.dead)
             txn.counts[destination, DELIVERED] += s.delivered
             txn.counts[destination, RETRIED] += len(s.retry)
             txn.counts[destination, DEAD] += len(s.dead)
@@ -375,6 +394,13 @@ class SqliteStore:
         txn.conn.execute(sql.TRIM_REJECTS, (REJECTS_KEPT,))
         txn.counts[source, REJECTED] += len(rows)
 
+    def _evict_oldest_ids(self) -> None:
+        """Memory bound: past `dedupe_max_ids` the oldest tenth is forgotten in one pass
+        (the window shrinks under a flood instead of the process growing without end)."""
+        excess = len(self._seen) - self._dedupe_max_ids + self._dedupe_max_ids // 10
+        for message_id in list(islice(self._seen, max(excess, 0))):
+            del self._seen[message_id]
+
     def _compact_in_txn(self, txn: GroupWrite) -> None:
         cutoff = txn.now - self._dedupe_window_s
         # Oldest first in both places, so expiry stops at the first live id.
@@ -405,7 +431,9 @@ class SqliteStore:
         destinations, rejected = sql.read_stats(self._reader_conn, time.time())
         return StoreStats(
             destinations=destinations,
-            backlog_bytes=self._backlog_bytes,
+            # Never negative: chunks another process added (a CLI replay) are subtracted
+            # when settled here but were never added to this process's running total.
+            backlog_bytes=max(0, self._backlog_bytes),
             max_backlog_bytes=self._max_backlog_bytes,
             rejected=rejected,
             dedupe_ids=len(self._seen),
@@ -425,9 +453,13 @@ class SqliteStore:
         (self._backlog_bytes,) = conn.execute(
             "SELECT coalesce(sum(nbytes), 0) FROM chunks"
         ).fetchone()
+        if not self._load_dedupe:
+            return
         cutoff = time.time() - self._dedupe_window_s
         for received_at, message_ids in conn.execute(sql.LIVE_SEEN, (cutoff,)):
             self._seen.update(zip(sql.decode_ids(message_ids), repeat(received_at)))
+            if len(self._seen) > self._dedupe_max_ids:
+                self._evict_oldest_ids()
 
     def _open_reader(self) -> None:
         self._reader_conn = sql.connect(self._path, self._busy_timeout_s)

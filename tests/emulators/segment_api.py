@@ -125,7 +125,10 @@ class SegmentEmulator(Emulator):
         return None
 
     def _accept_counts(self, raw: bytes, batch: bool):
-        ids = [item.messageId for item in _count_batch.decode(raw).batch] if batch else [_count_single.decode(raw).messageId]
+        if batch:
+            ids = [item.messageId for item in _count_batch.decode(raw).batch]
+        else:
+            ids = [_count_single.decode(raw).messageId]
 
         def accept():
             self.event_count += len(ids)

@@ -73,10 +73,10 @@ from gateway.adapter import (
     SourceLimits,
     Track,
     Verdict,
-    format_time,
+    canonical_time,
     http_verdict,
+    pack_json_batches,
     parse_retry_after,
-    parse_time,
     raw,
 )
 from gateway.adapter import EVENT_TYPES as _TYPES
@@ -197,7 +197,19 @@ def _is_utf8(data: Any) -> bool:
     return True
 
 
+_users: dict[str, str | None] = {}  # Authorization header -> key: SDKs send one header again and again
+
+
 def _basic_user(header: str) -> str | None:
+    if header in _users:
+        return _users[header]
+    if len(_users) >= 256:
+        _users.clear()
+    user = _users[header] = _decode_basic(header)
+    return user
+
+
+def _decode_basic(header: str) -> str | None:
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "basic" or not token:
         return None
@@ -320,11 +332,7 @@ def _time(text: str, field: str, times: dict[str, str]) -> str:
     if done is not None:
         return done
     try:
-        moment = parse_time(text)
-        if len(text) == 24 and text[23] == "Z" and text[4] == text[7] == "-" and text[19] == ".":
-            done = text  # already in the canonical form; parsing validated it
-        else:
-            done = format_time(moment)
+        done = canonical_time(text)
     except (ValueError, OverflowError):
         raise _Invalid("invalid_timestamp", f"{field}: not an ISO 8601 time") from None
     times[text] = done
@@ -353,7 +361,6 @@ MAX_RETRY_AFTER_S = 300.0  # Segment's own SDKs cap Retry-After here
 _RETRY = frozenset((408, 410, 429, 460))
 _DEAD_5XX = frozenset((501, 505, 511))  # 511: retried by Segment only with OAuth
 _TOO_LARGE = re.compile(rb"too (large|big)|size|exceed", re.IGNORECASE)
-_ENVELOPE = len(b'{"batch":[]}')
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -382,7 +389,7 @@ def build_requests(events: list, settings: Settings) -> list[OutboundRequest]:
     return [
         OutboundRequest(url, b'{"batch":[' + b",".join(encoded[i] for i in part) + b"]}",
                         tuple(part), headers=headers)
-        for part in _pack(encoded, limits)
+        for part in pack_json_batches(encoded, limits)
     ]
 
 
@@ -392,22 +399,6 @@ def _outgoing(event: Any) -> Any:
     return msgspec.structs.replace(
         event, source=None, sent_at=None, timestamp=event.timestamp or event.original_timestamp
     )
-
-
-def _pack(encoded: list[bytes], limits: BatchLimits) -> list[range]:
-    """Consecutive runs of events whose `{"batch":[...]}` stays within the limits (an event
-    too large on its own still gets a request of its own)."""
-    parts: list[range] = []
-    start, size = 0, _ENVELOPE
-    for index, item in enumerate(encoded):
-        grown = size + len(item) + (index > start)
-        if index > start and (index - start >= limits.max_events or grown > limits.max_bytes):
-            parts.append(range(start, index))
-            start, grown = index, _ENVELOPE + len(item)
-        size = grown
-    if encoded:
-        parts.append(range(start, len(encoded)))
-    return parts
 
 
 def classify(request: OutboundRequest, response: Response) -> list[Verdict]:

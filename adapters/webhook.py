@@ -33,11 +33,11 @@ from gateway.adapter import (
     Verdict,
     encode_event,
     http_verdict,
+    pack_json_batches,
 )
 
 INTEGRATION_NAMES = ("Webhook", "Webhooks")
 SIGNATURE_HEADER = "X-Trackgate-Signature"
-_ENVELOPE = len(b'{"batch":[]}')
 _OWN = frozenset(("content-type", SIGNATURE_HEADER.lower()))
 
 
@@ -62,7 +62,7 @@ def build_requests(events: list, settings: Settings) -> list[OutboundRequest]:
     secret = settings.secret.encode()
     encoded = [encode_event(event) for event in events]
     requests = []
-    for part in _pack(encoded, limits):
+    for part in pack_json_batches(encoded, limits):
         body = b'{"batch":[' + b",".join(encoded[i] for i in part) + b"]}"
         signed = headers
         if secret:
@@ -70,21 +70,6 @@ def build_requests(events: list, settings: Settings) -> list[OutboundRequest]:
             signed = [*headers, (SIGNATURE_HEADER, f"sha256={digest}")]
         requests.append(OutboundRequest(settings.url, body, tuple(part), headers=tuple(signed)))
     return requests
-
-
-def _pack(encoded: list[bytes], limits: BatchLimits) -> list[range]:
-    """Consecutive runs of events whose `{"batch":[...]}` stays within the limits."""
-    parts: list[range] = []
-    start, size = 0, _ENVELOPE
-    for index, item in enumerate(encoded):
-        grown = size + len(item) + (index > start)
-        if index > start and (index - start >= limits.max_events or grown > limits.max_bytes):
-            parts.append(range(start, index))
-            start, grown = index, _ENVELOPE + len(item)
-        size = grown
-    if encoded:
-        parts.append(range(start, len(encoded)))
-    return parts
 
 
 def classify(request: OutboundRequest, response: Response) -> list[Verdict]:

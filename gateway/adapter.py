@@ -40,8 +40,11 @@ from gateway.event import (
     Page,
     Screen,
     Track,
+    canonical_time,
     decode_event,
     encode_event,
+    epoch_ms,
+    format_ms,
     format_time,
     is_empty,
     obj,
@@ -72,12 +75,16 @@ __all__ = [
     "SourceLimits",
     "Track",
     "Verdict",
+    "canonical_time",
     "decode_event",
     "encode_event",
+    "epoch_ms",
+    "format_ms",
     "format_time",
     "http_verdict",
     "is_empty",
     "obj",
+    "pack_json_batches",
     "parse_retry_after",
     "parse_time",
     "raw",
@@ -174,3 +181,23 @@ class Response(msgspec.Struct, frozen=True):
 
 
 Status = Literal["delivered", "retry", "dead", "split"]
+
+
+_BATCH_ENVELOPE = len(b'{"batch":[]}')
+
+
+def pack_json_batches(encoded: Sequence[bytes], limits: BatchLimits, envelope: int = _BATCH_ENVELOPE) -> list[range]:
+    """Consecutive runs of encoded events whose JSON array (inside an envelope of `envelope`
+    bytes, `{"batch":[...]}` by default) stays within `limits`. An event too large on its
+    own still gets a run of its own: the engine dead-letters oversize events before this."""
+    parts: list[range] = []
+    start, size = 0, envelope
+    for index, item in enumerate(encoded):
+        grown = size + len(item) + (index > start)
+        if index > start and (index - start >= limits.max_events or grown > limits.max_bytes):
+            parts.append(range(start, index))
+            start, grown = index, envelope + len(item)
+        size = grown
+    if encoded:
+        parts.append(range(start, len(encoded)))
+    return parts

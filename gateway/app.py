@@ -88,7 +88,8 @@ class Gateway:
         await self._reply(send, scope, 404, b'{"error":"not_found"}')
 
     async def _ingest(self, fmt: str, scope, receive, send):
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # ASGI servers give header names in lower case already.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         limit = self.max_body[fmt]
         body = await _read_body(receive, limit, headers.get("content-length"))
         client_ip = self._client_ip(scope, headers)
@@ -110,7 +111,11 @@ class Gateway:
         return client[0] if client else None
 
     def _cors(self, scope) -> list[tuple[bytes, bytes]]:
-        origin = next((v for k, v in scope["headers"] if k == b"origin"), None)
+        origin = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+                break
         if origin is None or not (self.any_origin or origin in self.origins):
             return []
         # Echo the origin (not "*"): sendBeacon requests carry cookies (credentials mode).

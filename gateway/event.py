@@ -18,7 +18,7 @@ _decode_object = msgspec.json.Decoder(dict).decode
 
 
 class BaseEvent(
-    msgspec.Struct, tag_field="type", rename="camel", omit_defaults=True, kw_only=True
+    msgspec.Struct, tag_field="type", rename="camel", omit_defaults=True, kw_only=True, gc=False
 ):
     message_id: str | None = None  # None only until ingest fills it in
     user_id: str | None = None
@@ -108,7 +108,26 @@ def format_time(moment: datetime) -> str:
     return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond // 1000:03d}Z"
 
 
-_prefixes: dict[int, str] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SECOND = timedelta(seconds=1)
+_MILLISECOND = timedelta(milliseconds=1)
+# Caches of whole seconds, both ways: events in a request sit within a few seconds.
+_prefixes: dict[int, str] = {}  # epoch second -> "YYYY-MM-DDTHH:MM:SS"
+_seconds: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" (validated) -> epoch second
+_CACHE_MAX = 65536
+
+
+def _second_of(prefix: str) -> int:
+    """Epoch second of a "YYYY-MM-DDTHH:MM:SS" UTC prefix; ValueError if it is no time."""
+    second = _seconds.get(prefix)
+    if second is None:
+        if len(prefix) != 19 or prefix[10] != "T" or not prefix.isascii():
+            raise ValueError(f"not an ISO 8601 time: {prefix!r}")
+        second = (datetime.fromisoformat(prefix).replace(tzinfo=timezone.utc) - _EPOCH) // _SECOND
+        if len(_seconds) > _CACHE_MAX:
+            _seconds.clear()
+        _seconds[prefix] = second
+    return second
 
 
 def format_ms(epoch_ms: int) -> str:
@@ -116,20 +135,34 @@ def format_ms(epoch_ms: int) -> str:
     second, milli = divmod(epoch_ms, 1000)
     prefix = _prefixes.get(second)
     if prefix is None:
-        if len(_prefixes) > 4096:
+        if len(_prefixes) > _CACHE_MAX:
             _prefixes.clear()
         prefix = _prefixes[second] = format_time(datetime.fromtimestamp(second, timezone.utc))[:19]
     return f"{prefix}.{milli:03d}Z"
 
 
+def canonical_time(text: str) -> str:
+    """Any ISO 8601 time as trackgate's one form (UTC, ms, "Z"); ValueError if it is none.
+    UTC times ("Z" or "+00:00", as SDKs send them) take a fast path without a datetime."""
+    end = len(text) - 1 if text[-1:] == "Z" else len(text) - 6 if text.endswith("+00:00") else -1
+    if text[10:11] != "T":
+        end = -1
+    if end == 19:
+        _second_of(text[:19])
+        return text[:19] + ".000Z"
+    if end > 20 and text[19] == ".":
+        fraction = text[20:end]
+        if fraction.isascii() and fraction.isdigit():
+            _second_of(text[:19])
+            return f"{text[:19]}.{fraction[:3]:0<3}Z"
+    return format_time(parse_time(text))
+
+
 def epoch_ms(text: str) -> int:
-    """Milliseconds since the epoch of an ISO 8601 time (see parse_time)."""
-    moment = parse_time(text)
-    return (moment - _EPOCH) // _MILLISECOND
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MILLISECOND = timedelta(milliseconds=1)
+    """Milliseconds since the epoch of an ISO 8601 time (fast for the canonical form)."""
+    if len(text) == 24 and text[10] == "T" and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
+        return _second_of(text[:19]) * 1000 + int(text[20:23])
+    return (parse_time(text) - _EPOCH) // _MILLISECOND
 
 
 def parse_time(text: str) -> datetime:

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 import zlib
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 from types import ModuleType
 
 from gateway import registry
 from gateway.adapter import InboundRequest, IngestError, Reply, SourceLimits
 from gateway.config import GatewayConfig
-from gateway.event import BaseEvent, encode_event, epoch_ms, format_ms, format_time
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MILLISECOND = timedelta(milliseconds=1)
+from gateway.event import BaseEvent, encode_event, epoch_ms, format_ms
 from gateway.metrics import Metrics
-from gateway.routing import DestinationRoute, route
+from gateway.routing import DestinationRoute, Routes
 from gateway.store.base import BackpressureError, Entry, Store, StoreError
 
 log = logging.getLogger("trackgate.ingest")
@@ -29,7 +26,7 @@ class Source:
 
     __slots__ = ("name", "routes")
 
-    def __init__(self, name: str, routes: tuple[DestinationRoute, ...]):
+    def __init__(self, name: str, routes: Routes):
         self.name = name
         self.routes = routes
 
@@ -60,7 +57,7 @@ def build_dialects(config: GatewayConfig) -> dict[str, Dialect]:
     for fmt, sources in grouped.items():
         keys = {}
         for name, spec in sources:
-            source = Source(name, tuple(routes[d] for d in spec.destinations))
+            source = Source(name, Routes(tuple(routes[d] for d in spec.destinations)))
             for key in spec.keys:
                 keys[hashlib.sha256(key.encode()).digest()] = source
         # Keys arrive inside bodies, so limits apply before the source is known: the
@@ -106,8 +103,8 @@ class Ingest:
     ) -> Reply:
         dialect = self.dialects[fmt]
         adapter = dialect.adapter
-        now = datetime.now(timezone.utc)
-        received_at = format_time(now)
+        now_ms = time.time_ns() // 1_000_000
+        received_at = format_ms(now_ms)
         request = InboundRequest(method, path, headers, body, received_at, client_ip)
         source_name = "-"
         try:
@@ -119,21 +116,21 @@ class Ingest:
             if source is None:
                 raise IngestError(401, "invalid_write_key", "the write key is missing or not configured")
             source_name = source.name
-            reply = await self._accept(adapter, request, source, decoded, now)
+            reply = await self._accept(adapter, request, source, decoded, now_ms)
         except IngestError as error:
             self.metrics.request(source_name, error.code)
             return adapter.reply_error(request, error)
         self.metrics.request(source_name, "ok")
         return reply
 
-    async def _accept(self, adapter, request: InboundRequest, source: Source, decoded, now: datetime) -> Reply:
+    async def _accept(self, adapter, request: InboundRequest, source: Source, decoded, now_ms: int) -> Reply:
         counts: Counter = Counter()
         entries = []
         skews: dict[str, int] = {}
-        now_ms = (now - EPOCH) // MILLISECOND
+        route = source.routes.route
         for event in decoded.events:
             enrich(event, source.name, request.received_at, now_ms, skews)
-            entries.append(Entry(event.message_id, encode_event(event), route(event, source.routes, counts)))
+            entries.append(Entry(event.message_id, encode_event(event), route(event, counts)))
         if decoded.rejects:
             await self.store.record_rejects(
                 source.name, [(r.code, r.message, r.payload) for r in decoded.rejects]

@@ -59,9 +59,30 @@ def _integration_flags(event: BaseEvent) -> dict[str, object] | None:
     return flags or None
 
 
+class Routes:
+    """A source's destinations, with the answer precomputed for the common case: an event
+    without `integrations` flags, and no destination that filters or may skip events."""
+
+    __slots__ = ("all", "plain", "disabled")
+
+    def __init__(self, destinations: tuple[DestinationRoute, ...]):
+        self.all = destinations
+        simple = all(not d.filtered and d.skip_reason is None for d in destinations if d.enabled)
+        self.plain = tuple(d.name for d in destinations if d.enabled) if simple else None
+        self.disabled = tuple((d.name, "skipped_disabled") for d in destinations if not d.enabled)
+
+    def route(self, event: BaseEvent, counts: Counter) -> tuple[str, ...]:
+        """The names of the destinations that get `event`; skips are added to `counts`
+        as (destination, "skipped_<reason>")."""
+        if self.plain is not None and len(event.integrations) <= 4 and bytes(event.integrations) in _EMPTY:
+            for key in self.disabled:
+                counts[key] += 1
+            return self.plain
+        return route(event, self.all, counts)
+
+
 def route(event: BaseEvent, routes: tuple[DestinationRoute, ...], counts: Counter) -> tuple[str, ...]:
-    """The names of the destinations that get `event`; skips are added to `counts`
-    as (destination, "skipped_<reason>")."""
+    """The general case of Routes.route."""
     flags = _integration_flags(event)
     everything = True if flags is None else bool(flags.get("All", flags.get("all", True)))
     chosen = []

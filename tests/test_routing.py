@@ -31,10 +31,8 @@ def routes():
 
 
 def go(event, routes):
-    from gateway.routing import route
-
     counts = Counter()
-    return route(event, routes, counts), counts
+    return routes.route(event, counts), counts
 
 
 def test_everything_enabled_gets_the_event_and_disabled_is_counted(routes):
@@ -62,3 +60,24 @@ def test_filters_by_type_and_name(routes):
     assert "hooks" not in chosen and counts[("hooks", "skipped_filter")] == 1
     chosen, counts = go(Track(event="Noise", user_id="u"), routes)
     assert "hooks" not in chosen and counts[("hooks", "skipped_filter")] == 1
+
+
+def test_the_precomputed_route_matches_the_general_one():
+    config = parse(
+        {
+            "sources": {"web": {"format": "segment", "keys": ["k"], "destinations": ["a", "b", "off"]}},
+            "destinations": {
+                "a": {"type": "file", "settings": {"path": "a.jsonl"}},
+                "b": {"type": "webhook", "settings": {"url": "http://127.0.0.1:1/"}},
+                "off": {"type": "file", "enabled": False, "settings": {"path": "c.jsonl"}},
+            },
+        },
+        {},
+    )
+    routes = build_dialects(config)["segment"].source_for("k").routes
+    assert routes.plain == ("a", "b")
+    for event in (Track(event="x", user_id="u"), Track(event="x", user_id="u", integrations=raw({}))):
+        chosen, counts = go(event, routes)
+        assert chosen == ("a", "b") and counts == {("off", "skipped_disabled"): 1}
+    chosen, counts = go(Track(event="x", user_id="u", integrations=raw({"All": False, "b": True})), routes)
+    assert chosen == ("b",) and counts[("a", "skipped_integrations")] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from gateway.store.base import (
     StoreError,
 )
 from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite_schema import GroupWrite
 
 
 @pytest.fixture(params=["sqlite"])
@@ -38,6 +40,16 @@ def open_store(request, tmp_path):
             await store.close()
 
     return opener
+
+
+@asynccontextmanager
+async def open_store_at(path: str, **options):
+    store = SqliteStore(path, **options)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def event(message_id: str) -> bytes:
@@ -275,6 +287,42 @@ def test_partial_retry_becomes_a_new_chunk_for_that_destination_only(open_store)
             assert retried.seq != chunk.seq
             assert (retried.n_events, retried.attempts, retried.payload) == (1, 1, joined("m2"))
             assert retried.received_at == chunk.received_at  # max_age_s counts from receipt
+
+    asyncio.run(scenario())
+
+
+def test_partial_retry_keeps_the_exact_bytes_of_the_events_retried(open_store):
+    odd = msgspec.json.encode({"messageId": "m2", "properties": {"é": "\u2028 ü"}})
+    retried = (odd, event("m4"))  # the bytes as the worker passes them, never re-encoded
+
+    async def scenario():
+        async with open_store() as store:
+            await store.append([entry(m, "a") for m in ("m1", "m3", "m5")])
+            [chunk] = await store.lease("a", 10)
+            await store.settle("a", [Settlement(chunk.seq, 1, retried, time.time(), "http_500")])
+            [again] = await store.lease("a", 10)
+            assert again.payload == b"[" + b",".join(retried) + b"]"
+            store.release("a", [again.seq])
+        async with open_store() as store:
+            [again] = await store.lease("a", 10)
+            assert again.payload == b"[" + b",".join(retried) + b"]"
+
+    asyncio.run(scenario())
+
+
+def test_reopen_leases_the_same_bytes_in_the_same_order(open_store):
+    calls = [[entry(f"m{i}-{k}", "a") for k in range(i % 3 + 1)] for i in range(30)]
+
+    async def scenario():
+        async with open_store() as store:
+            for call in calls:
+                await store.append(call)
+            before = await store.lease("a", 1000)
+            expected = [joined(*(e.message_id for e in call)) for call in calls]
+            assert [c.payload for c in before] == expected
+        async with open_store() as store:
+            after = await store.lease("a", 1000)
+            assert [(c.seq, c.payload) for c in after] == [(c.seq, c.payload) for c in before]
 
     asyncio.run(scenario())
 
@@ -550,5 +598,202 @@ def test_sqlite_failed_commit_keeps_nothing(tmp_path):
             assert await store.append([entry("m1", "a")]) == [True]  # its id was not kept
         finally:
             await store.close()
+
+    asyncio.run(scenario())
+
+
+def segment_files(db_path) -> list[str]:
+    return sorted(os.listdir(f"{db_path}.segments"))
+
+
+def test_sqlite_segments_are_unlinked_once_every_chunk_in_them_is_settled(tmp_path):
+    path = str(tmp_path / "store.db")
+
+    async def scenario():
+        async with open_store_at(path, segment_bytes=100) as store:
+            for i in range(6):  # 52 bytes a chunk: two chunks fill a segment
+                await store.append([entry(f"m{i}", "a", "b")])
+            files = segment_files(path)
+            assert len(files) == 3
+            chunks = await store.lease("a", 1)  # m0: segment 1 is still needed by b
+            await store.settle("a", [Settlement(c.seq, 1) for c in chunks])
+            assert segment_files(path) == files
+            chunks = await store.lease("b", 2)  # m0, m1
+            await store.settle("b", [Settlement(c.seq, 1) for c in chunks])
+            assert segment_files(path) == files  # m1 is still pending for a
+            chunks = await store.lease("a", 1)  # m1: segment 1 is empty now
+            await store.settle("a", [Settlement(c.seq, 1) for c in chunks])
+            assert segment_files(path) == files[1:]
+            for destination in ("a", "b"):
+                chunks = await store.lease(destination, 100)
+                await store.settle(destination, [Settlement(c.seq, 1) for c in chunks])
+            assert segment_files(path) == files[2:]  # the current one stays while open
+            assert (await store.stats()).backlog_bytes == 0
+        assert segment_files(path) == []  # closed without a chunk in it
+
+    asyncio.run(scenario())
+
+
+def test_sqlite_a_reopen_reads_every_segment_back_exactly(tmp_path):
+    path = str(tmp_path / "store.db")
+
+    async def scenario():
+        async with open_store_at(path, segment_bytes=100) as store:
+            for i in range(10):
+                await store.append([entry(f"m{i}", "a"), entry(f"n{i}", "b")])
+            before = await store.lease("a", 100) + await store.lease("b", 100)
+        assert len(segment_files(path)) == 10  # two 52-byte chunks fill a segment
+        async with open_store_at(path, segment_bytes=100) as store:
+            after = await store.lease("a", 100) + await store.lease("b", 100)
+            assert [(c.seq, c.payload) for c in after] == [(c.seq, c.payload) for c in before]
+            assert [c.payload for c in after[:2]] == [joined("m0"), joined("m1")]
+
+    asyncio.run(scenario())
+
+
+def test_sqlite_a_partial_retry_keeps_its_segment_alive(tmp_path):
+    path = str(tmp_path / "store.db")
+
+    async def scenario():
+        async with open_store_at(path, segment_bytes=100) as store:
+            await store.append([entry("m1", "a"), entry("m2", "a")])
+            [chunk] = await store.lease("a", 10)
+            await store.settle("a", [Settlement(chunk.seq, 1, (event("m2"),), time.time(), "x")])
+            assert len(segment_files(path)) == 1  # m1+m2 settled; m2 went to a new segment
+            await store.append([entry("m3", "a")])
+        async with open_store_at(path, segment_bytes=100) as store:
+            chunks = await store.lease("a", 10)
+            assert [c.payload for c in chunks] == [joined("m2"), joined("m3")]
+            await store.settle("a", [Settlement(c.seq, 1) for c in chunks])
+            assert segment_files(path) == []
+
+    asyncio.run(scenario())
+
+
+def segment_bytes_on_disk(db_path) -> int:
+    return sum(os.path.getsize(f"{db_path}.segments/{name}") for name in segment_files(db_path))
+
+
+def test_sqlite_sparse_segments_are_rewritten_so_a_sliver_does_not_pin_the_disk(tmp_path):
+    path = str(tmp_path / "store.db")
+    slow = [f"k{i}" for i in range(0, 300, 20)]  # a paused destination gets every 20th event
+
+    async def scenario():
+        async with open_store_at(path, segment_bytes=1000) as store:  # ~19 chunks a file
+            for i in range(300):
+                await store.append([entry(f"m{i}", "a")] + [entry(f"k{i}", "b")] * (i % 20 == 0))
+                chunks = await store.lease("a", 10)  # "a" keeps up
+                await store.settle("a", [Settlement(c.seq, c.n_events) for c in chunks])
+                backlog = (await store.stats()).backlog_bytes
+                # Without relocation every file would stay, each pinned by one "b" chunk.
+                assert segment_bytes_on_disk(path) <= 4 * backlog + 2 * 1000
+            assert ids_of(await store.lease("b", 100)) == slow
+            assert (await store.stats()).backlog_bytes == sum(len(joined(k)) for k in slow)
+        async with open_store_at(path, segment_bytes=1000) as store:
+            chunks = await store.lease("b", 100)
+            assert [c.payload for c in chunks] == [joined(k) for k in slow]
+            await store.settle("b", [Settlement(c.seq, 1) for c in chunks])
+            assert segment_files(path) == []
+
+    asyncio.run(scenario())
+
+
+def test_sqlite_orphan_segment_files_are_removed_at_open(tmp_path):
+    path = str(tmp_path / "store.db")
+
+    async def scenario():
+        async with open_store_at(path) as store:
+            await store.append([entry("m1", "a")])
+        [live] = segment_files(path)
+        # What a crash between a payload's fdatasync and its COMMIT leaves behind.
+        for name in ("000007.seg", "000008.seg"):
+            (tmp_path / "store.db.segments" / name).write_bytes(b'[{"lost":1}]')
+        (tmp_path / "store.db.segments" / "notes.txt").write_text("not ours")
+        async with open_store_at(path) as store:
+            assert segment_files(path) == [live, "notes.txt"]
+            [chunk] = await store.lease("a", 10)
+            assert chunk.payload == joined("m1")
+            await store.append([entry("m2", "a")])  # a new segment, never 7 or 8 again
+            assert len(segment_files(path)) == 3 and "000009.seg" in segment_files(path)
+
+    asyncio.run(scenario())
+
+
+def test_sqlite_a_failed_commit_leaves_orphan_bytes_and_no_chunk(tmp_path, monkeypatch):
+    path = str(tmp_path / "store.db")
+
+    async def scenario():
+        async with open_store_at(path) as store:
+            await store.append([entry("m1", "a")])
+            flush = GroupWrite.flush
+
+            def flush_then_fail(txn):
+                flush(txn)  # the payload is written and synced, then the commit fails
+                raise sqlite3.OperationalError("disk I/O error")
+
+            monkeypatch.setattr(GroupWrite, "flush", flush_then_fail)
+            with pytest.raises(StoreError):
+                await store.append([entry("m2", "a")])
+            monkeypatch.setattr(GroupWrite, "flush", flush)
+            assert await store.append([entry("m3", "a")]) == [True]
+            assert ids_of(await store.lease("a", 10)) == ["m1", "m3"]
+        async with open_store_at(path) as store:
+            assert ids_of(await store.lease("a", 10)) == ["m1", "m3"]
+            assert (await store.stats()).backlog_bytes == len(joined("m1")) + len(joined("m3"))
+
+    asyncio.run(scenario())
+
+
+def test_sqlite_segments_of_another_process_are_unlinked_only_once_it_is_gone(tmp_path):
+    path = str(tmp_path / "store.db")
+
+    async def scenario():
+        async with open_store_at(path) as gateway:
+            await dead_letter(gateway, "a", "m1")
+            await gateway.append([entry("m2", "a")])
+            async with open_store_at(path) as cli:  # replays into a segment of its own
+                assert await cli.replay("a") == 1
+                chunks = await gateway.lease("a", 10)
+                assert ids_of(chunks) == ["m2", "m1"]
+                await gateway.settle("a", [Settlement(c.seq, 1) for c in chunks])
+                assert len(segment_files(path)) == 2  # the CLI's file: its owner is alive
+            assert len(segment_files(path)) == 1  # the CLI removed it on close
+            await gateway.append([entry("m3", "a")])
+        async with open_store_at(path) as gateway:
+            assert ids_of(await gateway.lease("a", 10)) == ["m3"]
+
+    asyncio.run(scenario())
+
+
+def test_sqlite_a_group_of_more_chunks_than_one_gathering_write_takes(tmp_path):
+    path = str(tmp_path / "store.db")
+    n = 1500  # past IOV_MAX (1024) buffers in one group commit
+
+    async def scenario():
+        async with open_store_at(path) as store:
+            calls = [store.append([entry(f"m{i}", "a")]) for i in range(n)]
+            assert await asyncio.gather(*calls) == [[True]] * n
+            assert store.commit_count < n
+        async with open_store_at(path) as store:
+            chunks = await store.lease("a", 10 * n)
+            assert sorted(c.payload for c in chunks) == sorted(joined(f"m{i}") for i in range(n))
+
+    asyncio.run(scenario())
+
+
+def test_sqlite_a_database_of_the_old_layout_is_refused_clearly(tmp_path):
+    path = str(tmp_path / "store.db")
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE chunks (seq INTEGER PRIMARY KEY, received_at REAL NOT NULL,"
+        " n_events INTEGER NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL)"
+    )
+    old.close()
+
+    async def scenario():
+        store = SqliteStore(path)
+        with pytest.raises(StoreError, match="payloads in segment files"):
+            await store.open()
+        await store.close()
 
     asyncio.run(scenario())

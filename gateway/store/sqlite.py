@@ -1,4 +1,5 @@
-"""The embedded store: SQLite in WAL mode, one group-committing writer thread, a reader thread."""
+"""The embedded store: SQLite in WAL mode plus payload segment files, one group-committing
+writer thread, a reader thread."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from gateway.store.base import (
     StoreError,
     StoreStats,
 )
+from gateway.store.segments import SEGMENT_BYTES, Segments
 from gateway.store.sqlite_schema import REJECTED, GroupWrite
 
 MAX_GROUP_EVENTS = 5000  # one commit stays short enough that the next group is not starved
@@ -69,13 +71,19 @@ def _dead_letter_row(destination: str, letter: DeadLetter, failed_at: float) -> 
 
 
 class SqliteStore:
-    """The Store protocol on one SQLite file.
+    """The Store protocol on one SQLite file and the segment files beside it.
+
+    Chunk payloads are appended to segment files (`<path>.segments/`); SQLite holds only
+    where they are, so each payload byte is written once, and settling a chunk deletes a
+    small row instead of freeing overflow pages through the WAL.
 
     Every write (appends, settlements, replays, purges, rejects, compaction) is an op queued
     to one writer task. It takes the first op plus everything already queued behind it (up
     to MAX_GROUP_EVENTS) and applies them in ONE transaction on the writer thread, so a burst
-    of requests shares one fsync; no op waits for a timer. Reads run on a second connection
-    on their own thread: WAL readers never block the writer. Dedupe ids and leases live in
+    of requests shares one commit; no op waits for a timer. The group's new payloads go out
+    in one write and fdatasync before its COMMIT, so no chunk row ever points at bytes a
+    crash could lose. Reads (rows, then payloads by pread) run on a second connection on
+    their own thread: WAL readers never block the writer. Dedupe ids and leases live in
     memory; the `seen` table only lets the ids outlive a restart.
     """
 
@@ -88,8 +96,10 @@ class SqliteStore:
         dedupe_max_ids: int = 2_000_000,
         load_dedupe: bool = True,
         busy_timeout_s: float = sql.BUSY_TIMEOUT_S,
+        segment_bytes: int = SEGMENT_BYTES,
     ):
         self._path = path
+        self._segments = Segments(path + ".segments", segment_bytes)
         self._dedupe_window_s = dedupe_window_s
         self._dedupe_max_ids = dedupe_max_ids
         self._load_dedupe = load_dedupe  # the CLI reads and replays; it never appends
@@ -132,11 +142,13 @@ class SqliteStore:
             await self._writer_task
             self._writer_task = None
         if self._writer is not None:
-            await self._in_writer(self._close_connection, "_writer_conn")
-            await self._in_reader(self._close_connection, "_reader_conn")
-            for pool in (self._writer, self._reader):
-                pool.shutdown(wait=True)
-            self._writer = self._reader = None
+            try:  # the reader first: a lease in flight finishes its preads
+                await self._in_reader(self._close_connection, "_reader_conn")
+            finally:
+                await self._in_writer(self._close_writer)
+                for pool in (self._writer, self._reader):
+                    pool.shutdown(wait=True)
+                self._writer = self._reader = None
 
     @property
     def over_backlog(self) -> bool:
@@ -263,7 +275,7 @@ class SqliteStore:
         """Writer thread: apply `group` in one transaction; outcome per op, woken destinations."""
         try:
             return self._commit_in_one_txn(group)
-        except sqlite3.OperationalError as exc:  # locked, I/O error, disk full: no op can pass
+        except (sqlite3.OperationalError, OSError) as exc:  # locked, I/O error, disk full
             return [_failure(exc) for _ in group], set()
         except Exception as exc:
             if len(group) == 1:
@@ -279,7 +291,7 @@ class SqliteStore:
 
     def _commit_in_one_txn(self, group: list[_Op]) -> tuple[list[tuple[bool, object]], set[str]]:
         conn = self._writer_conn
-        txn = GroupWrite(conn, time.time(), self._last_seq)
+        txn = GroupWrite(conn, self._segments, time.time(), self._last_seq)
         conn.execute("BEGIN IMMEDIATE")
         try:
             results = [op.apply(txn, *op.args) for op in group]
@@ -289,11 +301,12 @@ class SqliteStore:
             self._rollback(txn)
             raise
         self.commit_count += 1
+        txn.committed()
         self._last_seq = txn.last_seq
         self._backlog_bytes += txn.bytes_delta
         if txn.checkpoint:
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:  # PASSIVE: never waits for readers; the WAL file is kept for reuse
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error:
                 pass  # the commit stands; the next compaction checkpoints again
         return [(True, result) for result in results], txn.woken
@@ -316,20 +329,34 @@ class SqliteStore:
         counts: Mapping[tuple[str, str], int] | None,
     ) -> list[bool]:
         seen, now = self._seen, txn.now
-        accepted: list[bool] = []
-        by_destinations: dict[tuple[str, ...], list[bytes]] = {}
-        for entry in entries:
-            if entry.message_id in seen:
-                accepted.append(False)
-                continue
-            seen[entry.message_id] = now
-            txn.new_ids.append(entry.message_id)
-            accepted.append(True)
-            if entry.destinations:
+        ids = [entry.message_id for entry in entries]
+        if len(ids) > 1 and seen.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+            # A batch of new ids (the common case), checked and recorded in C loops.
+            fresh = entries
+            accepted = [True] * len(ids)
+            seen.update(dict.fromkeys(ids, now))
+            txn.new_ids += ids
+        else:
+            fresh, accepted = [], []
+            for entry in entries:
+                if entry.message_id in seen:
+                    accepted.append(False)
+                    continue
+                seen[entry.message_id] = now
+                txn.new_ids.append(entry.message_id)
+                accepted.append(True)
+                fresh.append(entry)
+        routes = {entry.destinations for entry in fresh}
+        if len(routes) == 1:  # one chunk for the whole call, the usual case
+            by_destinations = {routes.pop(): [entry.payload for entry in fresh]}
+        else:
+            by_destinations = {}
+            for entry in fresh:
                 by_destinations.setdefault(entry.destinations, []).append(entry.payload)
         for destinations, payloads in by_destinations.items():
-            txn.add_chunk(destinations, payloads, now)
-            txn.woken.update(destinations)
+            if destinations:
+                txn.add_chunk(destinations, payloads, now)
+                txn.woken.update(destinations)
         if len(seen) > self._dedupe_max_ids:
             self._evict_oldest_ids()
         if counts:
@@ -413,9 +440,12 @@ class SqliteStore:
     # -- reads, run on the reader thread ------------------------------------------------
 
     def _read_lease(self, destination: str, max_events: int) -> list[Chunk]:
-        # Marked leased here, on the one reader thread, so two leases can never overlap.
+        # Marked leased here, on the one reader thread, so two leases can never overlap. The
+        # copy is taken before the query's snapshot: a chunk settled and released while the
+        # query runs may still be in that snapshot, but it stays skipped.
         leased = self._leased.setdefault(destination, set())
-        rows = sql.due_chunks(self._reader_conn, destination, time.time(), max_events, leased)
+        now, skip = time.time(), set(leased)
+        rows = sql.due_chunks(self._reader_conn, self._segments, destination, now, max_events, skip)
         leased.update(row[0] for row in rows)
         return [Chunk(seq, destination, *rest) for seq, *rest in rows]
 
@@ -450,9 +480,11 @@ class SqliteStore:
     def _open_writer(self) -> None:
         conn = self._writer_conn = sql.connect(self._path, self._busy_timeout_s)
         conn.executescript(sql.SCHEMA)
+        sql.check_layout(conn, self._path)
         (self._backlog_bytes,) = conn.execute(
             "SELECT coalesce(sum(nbytes), 0) FROM chunks"
         ).fetchone()
+        self._segments.open(lambda: {s: rest for s, *rest in conn.execute(sql.CHUNKS_PER_SEGMENT)})
         if not self._load_dedupe:
             return
         cutoff = time.time() - self._dedupe_window_s
@@ -464,6 +496,12 @@ class SqliteStore:
     def _open_reader(self) -> None:
         self._reader_conn = sql.connect(self._path, self._busy_timeout_s)
         self._reader_conn.execute("PRAGMA query_only=ON")
+
+    def _close_writer(self) -> None:
+        try:
+            self._segments.close(lambda segment: sql.segment_in_use(self._writer_conn, segment))
+        finally:
+            self._close_connection("_writer_conn")
 
     def _close_connection(self, attribute: str) -> None:
         conn = getattr(self, attribute)

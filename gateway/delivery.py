@@ -80,9 +80,16 @@ class Worker:
         self.timeout_s = spec.timeout_s
         self._stopping = asyncio.Event()
         self._hold_until = 0.0  # the whole destination waits after a failed request
+        # Settles commit in the background so a lane leases its next batch meanwhile; the
+        # chunks stay leased until their settle commits, so nothing is sent twice.
+        self._settling: set[asyncio.Task] = set()
+        self._settle_slots = asyncio.Semaphore(self.lanes)
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._lane() for _ in range(self.lanes)))
+        try:
+            await asyncio.gather(*(self._lane() for _ in range(self.lanes)))
+        finally:
+            await asyncio.gather(*self._settling, return_exceptions=True)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -187,7 +194,20 @@ class Worker:
             self.store.release(self.name, [chunks[i].seq for i in untouched])
         settle = [i for i in range(len(chunks)) if i not in untouched]
         if settle:
-            await self.store.settle(self.name, self._settlements([chunks[i] for i in settle], items, settle))
+            settlements = self._settlements([chunks[i] for i in settle], items, settle)
+            await self._settle_slots.acquire()
+            task = asyncio.create_task(self._settle(settlements))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, settlements: list[Settlement]) -> None:
+        try:
+            await self.store.settle(self.name, settlements)
+        except Exception:  # not recorded: release the chunks so they are delivered again
+            log.exception("settling a delivery failed", extra={"destination": self.name})
+            self.store.release(self.name, [settlement.seq for settlement in settlements])
+        finally:
+            self._settle_slots.release()
 
     async def _send(self, batch: list[Item], depth: int) -> None:
         try:

@@ -130,20 +130,27 @@ def _second_of(prefix: str) -> int:
     return second
 
 
+_MILLIS = tuple(f".{n:03d}Z" for n in range(1000))
+_MILLI_VALUES = {f"{n:03d}": n for n in range(1000)}
+
+
 def format_ms(epoch_ms: int) -> str:
     """format_time for epoch milliseconds, without building a datetime (the hot path)."""
-    second, milli = divmod(epoch_ms, 1000)
+    second = epoch_ms // 1000
     prefix = _prefixes.get(second)
     if prefix is None:
         if len(_prefixes) > _CACHE_MAX:
             _prefixes.clear()
         prefix = _prefixes[second] = format_time(datetime.fromtimestamp(second, timezone.utc))[:19]
-    return f"{prefix}.{milli:03d}Z"
+    return prefix + _MILLIS[epoch_ms - second * 1000]
 
 
 def canonical_time(text: str) -> str:
     """Any ISO 8601 time as trackgate's one form (UTC, ms, "Z"); ValueError if it is none.
     UTC times ("Z" or "+00:00", as SDKs send them) take a fast path without a datetime."""
+    if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[10] == "T" and text[20:23] in _MILLI_VALUES:
+        _second_of(text[:19])  # already canonical: only validate
+        return text
     end = len(text) - 1 if text[-1:] == "Z" else len(text) - 6 if text.endswith("+00:00") else -1
     if text[10:11] != "T":
         end = -1
@@ -160,8 +167,10 @@ def canonical_time(text: str) -> str:
 
 def epoch_ms(text: str) -> int:
     """Milliseconds since the epoch of an ISO 8601 time (fast for the canonical form)."""
-    if len(text) == 24 and text[10] == "T" and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
-        return _second_of(text[:19]) * 1000 + int(text[20:23])
+    if len(text) == 24 and text[23] == "Z" and text[19] == ".":
+        milli = _MILLI_VALUES.get(text[20:23])
+        if milli is not None and text[10] == "T":
+            return _second_of(text[:19]) * 1000 + milli
     return (parse_time(text) - _EPOCH) // _MILLISECOND
 
 

@@ -91,8 +91,8 @@ ROUTES = tuple(_PATHS)
 
 MAX_MESSAGE_ID = 100
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
-_OBJECTS = {
-    cls: tuple(f for f in ("context", "integrations", "properties", "traits") if hasattr(cls, f))
+_OBJECTS = {  # type -> ((attribute, bytes of its `"key":`), ...) in the order they are checked
+    cls: tuple((f, len(f) + 3) for f in ("context", "integrations", "properties", "traits") if hasattr(cls, f))
     for cls in _TYPES.values()
 }
 _NAMES = {cls: name for name, cls in _TYPES.items()}
@@ -115,8 +115,17 @@ class _Batch(msgspec.Struct):
     writeKey: Any = None
 
 
+class _WholeBatch(msgspec.Struct):
+    batch: list[Event] | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    sentAt: Any = None
+    writeKey: Any = None
+
+
 _decode_single = msgspec.json.Decoder(_Single).decode
 _decode_batch = msgspec.json.Decoder(_Batch).decode
+_decode_whole = msgspec.json.Decoder(_WholeBatch).decode
 _decode_any = msgspec.json.Decoder(Event).decode
 _decode_as = {name: msgspec.json.Decoder(cls).decode for name, cls in _TYPES.items()}
 _decode_dict = msgspec.json.Decoder(dict).decode
@@ -124,6 +133,9 @@ _encode = msgspec.json.Encoder().encode
 _first_byte = struct.Struct("B").unpack_from  # the cheapest look at a Raw's first byte
 _OBJECT = 0x7B  # "{"
 _NULL = 0x6E  # "n"
+
+
+_NO_BATCH = (None, None, None)  # a single message's batch-level (context, integrations, sentAt)
 
 
 class _Invalid(Exception):
@@ -138,10 +150,13 @@ def decode(request: InboundRequest, limits: SourceLimits) -> Decoded:
     kind = _PATHS.get(request.path.rstrip("/"), "")
     if kind == "":
         raise IngestError(404, "not_found", f"no Segment endpoint at {request.path}")
+    utf8 = _is_utf8(request.body)  # msgspec does not check what it keeps as Raw
+    if utf8:  # the fast paths, for valid requests; None leaves the decision to the path below
+        fast = _whole_batch(request, limits) if kind is None else _whole_single(request, kind, limits)
+        if fast is not None:
+            return fast
     envelope = _envelope(request.body, kind)
-    key = _basic_user(request.headers.get("authorization", ""))
-    if key is None and isinstance(envelope.writeKey, str) and envelope.writeKey:
-        key = envelope.writeKey
+    key = _key(request, envelope)
     times: dict[str, str] = {}
     if kind is None:
         items = envelope.batch
@@ -154,11 +169,11 @@ def decode(request: InboundRequest, limits: SourceLimits) -> Decoded:
         batch = (envelope.context, envelope.integrations, _batch_sent_at(envelope.sentAt, times))
     else:
         items = [request.body]
-        batch = (None, None, None)
+        batch = _NO_BATCH
     events: list = []
     rejects: list[Reject] = []
     limit = limits.max_event_bytes
-    check_utf8 = not _is_utf8(request.body)  # msgspec does not check what it keeps as Raw
+    check_utf8 = not utf8
     for index, item in enumerate(items):
         try:
             if len(item) > limit:
@@ -169,6 +184,52 @@ def decode(request: InboundRequest, limits: SourceLimits) -> Decoded:
         except _Invalid as problem:
             rejects.append(Reject(index, problem.code, problem.message, bytes(item)))
     return Decoded(key, events, rejects)
+
+
+def _key(request: InboundRequest, envelope: Any) -> str | None:
+    key = _basic_user(request.headers.get("authorization", ""))
+    if key is None and isinstance(envelope.writeKey, str) and envelope.writeKey:
+        key = envelope.writeKey
+    return key
+
+
+def _whole_single(request: InboundRequest, kind: str, limits: SourceLimits) -> Decoded | None:
+    """A valid single message whose key is in its Authorization header, decoded in one pass
+    (its body's `writeKey` is not needed then), or None when anything is off."""
+    key = _basic_user(request.headers.get("authorization", ""))
+    if key is None or len(request.body) > limits.max_event_bytes:
+        return None
+    try:
+        event = _decode_as[kind](request.body)
+        _normalise(event, _NO_BATCH, {})
+    except (_Invalid, msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError too
+        return None
+    return Decoded(key, [event])
+
+
+def _whole_batch(request: InboundRequest, limits: SourceLimits) -> Decoded | None:
+    """A valid batch decoded in one msgspec pass, envelope and items together, or None when
+    anything is off: the item-by-item path then decides (and isolates rejects).
+
+    No item may exceed `max_event_bytes`. Items are disjoint parts of the body, so with L_i a
+    lower bound of item i's size (from `_normalise`), size_i <= len(body) - sum(L) + L_i."""
+    body = request.body
+    try:
+        envelope = _decode_whole(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError too
+        return None
+    events = envelope.batch
+    if events is None or len(events) > limits.max_events:
+        return None
+    times: dict[str, str] = {}
+    try:
+        batch = (envelope.context, envelope.integrations, _batch_sent_at(envelope.sentAt, times))
+        sizes = [_normalise(event, batch, times) for event in events]
+    except (_Invalid, IngestError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    if sizes and len(body) - sum(sizes) + max(sizes) > limits.max_event_bytes:
+        return None
+    return Decoded(_key(request, envelope), events)
 
 
 def _envelope(body: bytes, kind: str | None) -> Any:
@@ -275,27 +336,38 @@ def _reason(error: msgspec.ValidationError) -> str:
     return str(error).rpartition(" - at `")[0] or str(error)
 
 
-def _normalise(event: Any, batch: tuple, times: dict[str, str]) -> None:
-    """Validate one decoded message per the Spec and bring it to canonical form, in place."""
-    if not event.user_id:
-        event.user_id = None
-        if not event.anonymous_id:
+def _normalise(event: Any, batch: tuple, times: dict[str, str]) -> int:
+    """Validate one decoded message per the Spec and bring it to canonical form, in place.
+    Returns a lower bound of the message's size in bytes: the JSON of the fields read here."""
+    user_id, anonymous_id, message_id = event.user_id, event.anonymous_id, event.message_id
+    size = 15  # {"type":"page"}, the shortest message
+    if user_id:
+        size += len(user_id) + 11  # "userId":"..."
+        if anonymous_id:
+            size += len(anonymous_id) + 16  # "anonymousId":"..."
+        elif anonymous_id is not None:
             event.anonymous_id = None
-            raise _Invalid("missing_identifier", "userId or anonymousId: required")
-    elif event.anonymous_id == "":
-        event.anonymous_id = None
-    message_id = event.message_id
-    if message_id is not None and (len(message_id) > MAX_MESSAGE_ID or not message_id):
-        if message_id:
+    elif anonymous_id:
+        size += len(anonymous_id) + 16
+        if user_id is not None:
+            event.user_id = None
+    else:
+        raise _Invalid("missing_identifier", "userId or anonymousId: required")
+    if message_id is not None:
+        if len(message_id) > MAX_MESSAGE_ID:
             raise _Invalid("invalid_message_id", f"messageId: over {MAX_MESSAGE_ID} chars")
-        event.message_id = None
+        if message_id:
+            size += len(message_id) + 14  # "messageId":"..."
+        else:
+            event.message_id = None
     cls = type(event)
     required = _REQUIRED.get(cls)
     if required is not None and not getattr(event, required[0]):
         raise _Invalid(required[1], f"{required[2]}: required on {_NAMES[cls]}")
-    for name in _OBJECTS[cls]:
+    for name, key_size in _OBJECTS[cls]:
         value = getattr(event, name)
         if value:
+            size += len(value) + key_size
             first = _first_byte(value)[0]
             if first != _OBJECT:
                 if first != _NULL:
@@ -310,15 +382,21 @@ def _normalise(event: Any, batch: tuple, times: dict[str, str]) -> None:
         traits = _object(event.context).get("traits")
         if isinstance(traits, dict):
             event.traits = raw(traits)
-    when, field = event.timestamp, "timestamp"
-    if not when:
-        when, field = event.original_timestamp, "originalTimestamp"
-    event.timestamp = None
-    event.original_timestamp = (times.get(when) or _time(when, field, times)) if when else None
+    when = event.timestamp
+    if when:
+        size += len(when) + 14  # "timestamp":"..."
+        event.timestamp = None
+        event.original_timestamp = _time(when, "timestamp", times)
+    else:
+        if when is not None:
+            event.timestamp = None
+        when = event.original_timestamp
+        event.original_timestamp = _time(when, "originalTimestamp", times) if when else None
     when = event.sent_at
     event.sent_at = (times.get(when) or _time(when, "sentAt", times)) if when else sent_at
     if event.received_at is not None or event.source is not None:
         event.received_at = event.source = None
+    return size
 
 
 def _object(value: msgspec.Raw) -> dict:
@@ -329,13 +407,11 @@ def _object(value: msgspec.Raw) -> dict:
 def _time(text: str, field: str, times: dict[str, str]) -> str:
     """`text` as trackgate's one time form; `times` caches within a request."""
     done = times.get(text)
-    if done is not None:
-        return done
-    try:
-        done = canonical_time(text)
-    except (ValueError, OverflowError):
-        raise _Invalid("invalid_timestamp", f"{field}: not an ISO 8601 time") from None
-    times[text] = done
+    if done is None:
+        try:
+            done = times[text] = canonical_time(text)
+        except (ValueError, OverflowError):
+            raise _Invalid("invalid_timestamp", f"{field}: not an ISO 8601 time") from None
     return done
 
 

@@ -96,6 +96,7 @@ class Worker:
 
     async def _lane(self) -> None:
         while not self._stopping.is_set():
+            chunks: list[Chunk] = []
             try:
                 chunks = await self._gather()
                 if not chunks:
@@ -106,6 +107,7 @@ class Worker:
                 await self._deliver(chunks)
             except Exception:  # a bug must not kill the destination's worker
                 log.exception("delivery round failed", extra={"destination": self.name})
+                self.store.release(self.name, [c.seq for c in chunks])  # try them again
                 await self._pause(1.0)
 
     async def _pause(self, seconds: float) -> None:

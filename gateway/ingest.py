@@ -13,7 +13,7 @@ from types import ModuleType
 from gateway import registry
 from gateway.adapter import InboundRequest, IngestError, Reply, SourceLimits
 from gateway.config import GatewayConfig
-from gateway.event import BaseEvent, encode_event, epoch_ms, format_ms
+from gateway.event import BaseEvent, encode_event, epoch_ms, format_ms, shift_ms
 from gateway.metrics import Metrics
 from gateway.routing import DestinationRoute, Routes
 from gateway.store.base import BackpressureError, Entry, Store, StoreError
@@ -127,10 +127,10 @@ class Ingest:
         counts: Counter = Counter()
         entries = []
         skews: dict[str, int] = {}
-        route = source.routes.route
+        name, received_at, route, append = source.name, request.received_at, source.routes.route, entries.append
         for event in decoded.events:
-            enrich(event, source.name, request.received_at, now_ms, skews)
-            entries.append(Entry(event.message_id, encode_event(event), route(event, counts)))
+            enrich(event, name, received_at, now_ms, skews)
+            append(Entry(event.message_id, encode_event(event), route(event, counts)))
         if decoded.rejects:
             await self.store.record_rejects(
                 source.name, [(r.code, r.message, r.payload) for r in decoded.rejects]
@@ -171,13 +171,13 @@ def enrich(event: BaseEvent, source: str, received_at: str, now_ms: int, skews: 
     event.received_at = received_at
     if not event.message_id:
         event.message_id = str(uuid.uuid4())
-    original = event.original_timestamp
+    original, sent_at = event.original_timestamp, event.sent_at
     if original is None:
         event.timestamp = received_at
-    elif event.sent_at is None:
+    elif sent_at is None:
         event.timestamp = original
     else:
-        skew = skews.get(event.sent_at)  # one sentAt per request, as a rule
+        skew = skews.get(sent_at)  # one sentAt per request, as a rule
         if skew is None:
-            skew = skews[event.sent_at] = now_ms - epoch_ms(event.sent_at)
-        event.timestamp = original if skew == 0 else format_ms(epoch_ms(original) + skew)
+            skew = skews[sent_at] = now_ms - epoch_ms(sent_at)
+        event.timestamp = original if skew == 0 else shift_ms(original, skew)

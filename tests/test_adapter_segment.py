@@ -157,3 +157,43 @@ def test_adapter_imports_only_the_contract(name: str) -> None:
                 top in sys.stdlib_module_names and top not in IMPURE
             )
             assert allowed, f"{name}.py imports {module}"
+
+
+def _item(rng: random.Random, index: int, pad: int) -> dict:
+    item = {"type": rng.choice(["track", "page", "identify"]), "event": "E", "userId": f"u{index}",
+            "messageId": f"m{index}", "timestamp": "2026-11-23T11:26:27.123Z",
+            "context": {"ip": "203.0.113.9"}, "_metadata": {"pad": "x" * pad}}
+    if rng.random() < 0.02:
+        item[rng.choice(["userId", "timestamp", "context"])] = rng.choice([None, "", 7, "not a time"])
+    return item
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_one_pass_decode_agrees_with_the_item_by_item_path(seed: int, monkeypatch) -> None:
+    rng = random.Random(seed)
+    limits = SourceLimits(max_event_bytes=rng.choice([1_000, 4_000, 32 * 1024]))
+    edge = limits.max_event_bytes
+    pads = [0, 50, edge // 3, edge // 2, edge - 300, edge - 180, edge, edge * 2]
+    items = [_item(rng, i, rng.choice(pads) if rng.random() < 0.05 else rng.randrange(80)) for i in range(rng.randrange(1, 30))]
+    indent = rng.choice([None, 0, 2])
+    envelope = {"batch": items, "sentAt": "2026-11-23T11:26:28.000Z"}
+    if rng.random() < 0.3:
+        envelope["context"] = {"library": {"name": "x"}}
+    requests = [("/v1/batch", json.dumps(envelope, indent=indent).encode())]
+    requests += [(f"/v1/{item['type']}", json.dumps(item, indent=indent).encode()) for item in items[:3]]
+    headers = rng.choice([{}, {"authorization": "Basic U0VHX1dSSVRFX0tFWTo="}])
+    for path, body in requests:
+        fast = segment.decode(_request(path, body, headers), limits)
+        with monkeypatch.context() as patched:
+            patched.setattr(segment, "_whole_batch", lambda request, limits: None)
+            patched.setattr(segment, "_whole_single", lambda request, kind, limits: None)
+            slow = segment.decode(_request(path, body, headers), limits)
+        assert fast == slow
+
+
+def test_one_pass_decode_still_rejects_an_item_too_large_in_fields_it_drops() -> None:
+    items = [{"type": "track", "event": "E", "userId": "u", "_metadata": {"pad": "x" * pad}} for pad in (10, 33_000, 10)]
+    body = json.dumps({"batch": items}).encode()
+    decoded = segment.decode(_request("/v1/batch", body, {"authorization": "Basic U0VHX1dSSVRFX0tFWTo="}), SourceLimits())
+    assert len(decoded.events) == 2
+    assert [(r.index, r.code) for r in decoded.rejects] == [(1, "event_too_large")]

@@ -602,6 +602,11 @@ def test_sqlite_failed_commit_keeps_nothing(tmp_path):
     asyncio.run(scenario())
 
 
+def open_segmented(path: str, **options):
+    """A store that puts every chunk payload in a segment file, however small."""
+    return open_store_at(path, inline_max_bytes=0, **options)
+
+
 def segment_files(db_path) -> list[str]:
     return sorted(os.listdir(f"{db_path}.segments"))
 
@@ -610,7 +615,7 @@ def test_sqlite_segments_are_unlinked_once_every_chunk_in_them_is_settled(tmp_pa
     path = str(tmp_path / "store.db")
 
     async def scenario():
-        async with open_store_at(path, segment_bytes=100) as store:
+        async with open_segmented(path, segment_bytes=100) as store:
             for i in range(6):  # 52 bytes a chunk: two chunks fill a segment
                 await store.append([entry(f"m{i}", "a", "b")])
             files = segment_files(path)
@@ -638,12 +643,12 @@ def test_sqlite_a_reopen_reads_every_segment_back_exactly(tmp_path):
     path = str(tmp_path / "store.db")
 
     async def scenario():
-        async with open_store_at(path, segment_bytes=100) as store:
+        async with open_segmented(path, segment_bytes=100) as store:
             for i in range(10):
                 await store.append([entry(f"m{i}", "a"), entry(f"n{i}", "b")])
             before = await store.lease("a", 100) + await store.lease("b", 100)
         assert len(segment_files(path)) == 10  # two 52-byte chunks fill a segment
-        async with open_store_at(path, segment_bytes=100) as store:
+        async with open_segmented(path, segment_bytes=100) as store:
             after = await store.lease("a", 100) + await store.lease("b", 100)
             assert [(c.seq, c.payload) for c in after] == [(c.seq, c.payload) for c in before]
             assert [c.payload for c in after[:2]] == [joined("m0"), joined("m1")]
@@ -655,13 +660,13 @@ def test_sqlite_a_partial_retry_keeps_its_segment_alive(tmp_path):
     path = str(tmp_path / "store.db")
 
     async def scenario():
-        async with open_store_at(path, segment_bytes=100) as store:
+        async with open_segmented(path, segment_bytes=100) as store:
             await store.append([entry("m1", "a"), entry("m2", "a")])
             [chunk] = await store.lease("a", 10)
             await store.settle("a", [Settlement(chunk.seq, 1, (event("m2"),), time.time(), "x")])
             assert len(segment_files(path)) == 1  # m1+m2 settled; m2 went to a new segment
             await store.append([entry("m3", "a")])
-        async with open_store_at(path, segment_bytes=100) as store:
+        async with open_segmented(path, segment_bytes=100) as store:
             chunks = await store.lease("a", 10)
             assert [c.payload for c in chunks] == [joined("m2"), joined("m3")]
             await store.settle("a", [Settlement(c.seq, 1) for c in chunks])
@@ -679,7 +684,7 @@ def test_sqlite_sparse_segments_are_rewritten_so_a_sliver_does_not_pin_the_disk(
     slow = [f"k{i}" for i in range(0, 300, 20)]  # a paused destination gets every 20th event
 
     async def scenario():
-        async with open_store_at(path, segment_bytes=1000) as store:  # ~19 chunks a file
+        async with open_segmented(path, segment_bytes=1000) as store:  # ~19 chunks a file
             for i in range(300):
                 await store.append([entry(f"m{i}", "a")] + [entry(f"k{i}", "b")] * (i % 20 == 0))
                 chunks = await store.lease("a", 10)  # "a" keeps up
@@ -689,7 +694,7 @@ def test_sqlite_sparse_segments_are_rewritten_so_a_sliver_does_not_pin_the_disk(
                 assert segment_bytes_on_disk(path) <= 4 * backlog + 2 * 1000
             assert ids_of(await store.lease("b", 100)) == slow
             assert (await store.stats()).backlog_bytes == sum(len(joined(k)) for k in slow)
-        async with open_store_at(path, segment_bytes=1000) as store:
+        async with open_segmented(path, segment_bytes=1000) as store:
             chunks = await store.lease("b", 100)
             assert [c.payload for c in chunks] == [joined(k) for k in slow]
             await store.settle("b", [Settlement(c.seq, 1) for c in chunks])
@@ -702,14 +707,14 @@ def test_sqlite_orphan_segment_files_are_removed_at_open(tmp_path):
     path = str(tmp_path / "store.db")
 
     async def scenario():
-        async with open_store_at(path) as store:
+        async with open_segmented(path) as store:
             await store.append([entry("m1", "a")])
         [live] = segment_files(path)
         # What a crash between a payload's fdatasync and its COMMIT leaves behind.
         for name in ("000007.seg", "000008.seg"):
             (tmp_path / "store.db.segments" / name).write_bytes(b'[{"lost":1}]')
         (tmp_path / "store.db.segments" / "notes.txt").write_text("not ours")
-        async with open_store_at(path) as store:
+        async with open_segmented(path) as store:
             assert segment_files(path) == [live, "notes.txt"]
             [chunk] = await store.lease("a", 10)
             assert chunk.payload == joined("m1")
@@ -723,7 +728,7 @@ def test_sqlite_a_failed_commit_leaves_orphan_bytes_and_no_chunk(tmp_path, monke
     path = str(tmp_path / "store.db")
 
     async def scenario():
-        async with open_store_at(path) as store:
+        async with open_segmented(path) as store:
             await store.append([entry("m1", "a")])
             flush = GroupWrite.flush
 
@@ -737,7 +742,7 @@ def test_sqlite_a_failed_commit_leaves_orphan_bytes_and_no_chunk(tmp_path, monke
             monkeypatch.setattr(GroupWrite, "flush", flush)
             assert await store.append([entry("m3", "a")]) == [True]
             assert ids_of(await store.lease("a", 10)) == ["m1", "m3"]
-        async with open_store_at(path) as store:
+        async with open_segmented(path) as store:
             assert ids_of(await store.lease("a", 10)) == ["m1", "m3"]
             assert (await store.stats()).backlog_bytes == len(joined("m1")) + len(joined("m3"))
 
@@ -748,10 +753,10 @@ def test_sqlite_segments_of_another_process_are_unlinked_only_once_it_is_gone(tm
     path = str(tmp_path / "store.db")
 
     async def scenario():
-        async with open_store_at(path) as gateway:
+        async with open_segmented(path) as gateway:
             await dead_letter(gateway, "a", "m1")
             await gateway.append([entry("m2", "a")])
-            async with open_store_at(path) as cli:  # replays into a segment of its own
+            async with open_segmented(path) as cli:  # replays into a segment of its own
                 assert await cli.replay("a") == 1
                 chunks = await gateway.lease("a", 10)
                 assert ids_of(chunks) == ["m2", "m1"]
@@ -759,7 +764,7 @@ def test_sqlite_segments_of_another_process_are_unlinked_only_once_it_is_gone(tm
                 assert len(segment_files(path)) == 2  # the CLI's file: its owner is alive
             assert len(segment_files(path)) == 1  # the CLI removed it on close
             await gateway.append([entry("m3", "a")])
-        async with open_store_at(path) as gateway:
+        async with open_segmented(path) as gateway:
             assert ids_of(await gateway.lease("a", 10)) == ["m3"]
 
     asyncio.run(scenario())
@@ -770,30 +775,131 @@ def test_sqlite_a_group_of_more_chunks_than_one_gathering_write_takes(tmp_path):
     n = 1500  # past IOV_MAX (1024) buffers in one group commit
 
     async def scenario():
-        async with open_store_at(path) as store:
+        async with open_segmented(path) as store:
             calls = [store.append([entry(f"m{i}", "a")]) for i in range(n)]
             assert await asyncio.gather(*calls) == [[True]] * n
             assert store.commit_count < n
-        async with open_store_at(path) as store:
+        async with open_segmented(path) as store:
             chunks = await store.lease("a", 10 * n)
             assert sorted(c.payload for c in chunks) == sorted(joined(f"m{i}") for i in range(n))
 
     asyncio.run(scenario())
 
 
-def test_sqlite_a_database_of_the_old_layout_is_refused_clearly(tmp_path):
+@pytest.mark.parametrize(
+    "columns",
+    [
+        "payload BLOB NOT NULL",  # payloads inside SQLite
+        "segment INTEGER NOT NULL, offset INTEGER NOT NULL",  # every payload in a segment
+    ],
+)
+def test_sqlite_a_database_of_an_older_layout_is_refused_clearly(tmp_path, columns):
     path = str(tmp_path / "store.db")
     old = sqlite3.connect(path)
     old.execute(
         "CREATE TABLE chunks (seq INTEGER PRIMARY KEY, received_at REAL NOT NULL,"
-        " n_events INTEGER NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL)"
+        f" n_events INTEGER NOT NULL, nbytes INTEGER NOT NULL, {columns})"
     )
     old.close()
 
     async def scenario():
         store = SqliteStore(path)
-        with pytest.raises(StoreError, match="payloads in segment files"):
+        with pytest.raises(StoreError, match="made by an older trackgate"):
             await store.open()
         await store.close()
+
+    asyncio.run(scenario())
+
+
+# Inline payloads: chunks under `inline_max_bytes` are kept in their row, larger ones in
+# segment files. 100 bytes: one event (52 bytes) is inline, three (154) are not.
+INLINE = {"inline_max_bytes": 100}
+
+
+def chunk_rows(tmp_path) -> list[tuple]:
+    """(seq, inline?) of every chunk row in the fixture's database."""
+    with sqlite3.connect(tmp_path / "data" / "store.db") as conn:
+        return conn.execute("SELECT seq, payload IS NOT NULL FROM chunks ORDER BY seq").fetchall()
+
+
+def data_segments(tmp_path) -> list[str]:
+    return sorted(os.listdir(tmp_path / "data" / "store.db.segments"))
+
+
+def test_inline_and_segment_chunks_lease_the_exact_bytes_after_reopen(open_store, tmp_path):
+    async def scenario():
+        async with open_store(**INLINE) as store:
+            await store.append([entry("s1", "a")])
+            await store.append([entry(f"b{i}", "a") for i in range(3)])
+            await store.append([entry("s2", "a")])
+            before = await store.lease("a", 100)
+        assert [inline for _, inline in chunk_rows(tmp_path)] == [1, 0, 1]
+        assert len(data_segments(tmp_path)) == 1
+        async with open_store(**INLINE) as store:
+            after = await store.lease("a", 100)
+            assert [c.payload for c in after] == [c.payload for c in before]
+            assert [c.payload for c in after] == [joined("s1"), joined("b0", "b1", "b2"),
+                                                  joined("s2")]  # fmt: skip
+            assert (await store.stats()).backlog_bytes == sum(len(c.payload) for c in after)
+
+    asyncio.run(scenario())
+
+
+def test_a_group_of_small_chunks_never_touches_a_segment(open_store, tmp_path, monkeypatch):
+    synced: list[int] = []
+    fdatasync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), fdatasync(fd))[1])
+
+    async def scenario():
+        async with open_store(**INLINE) as store:
+            calls = [store.append([entry(f"m{i}", "a", "b")]) for i in range(50)]
+            assert await asyncio.gather(*calls) == [[True]] * 50
+            await store.append([entry("x", "a"), entry("y", "b")])  # two small chunks
+            assert data_segments(tmp_path) == [] and synced == []
+            chunks = await store.lease("a", 100)
+            assert ids_of(chunks) == [f"m{i}" for i in range(50)] + ["x"]
+        assert data_segments(tmp_path) == [] and synced == []
+
+    asyncio.run(scenario())
+
+
+def test_settling_inline_chunks_deletes_their_rows(open_store, tmp_path):
+    async def scenario():
+        async with open_store(**INLINE) as store:
+            await store.append([entry("m1", "a", "b"), entry("m2", "a", "b")])
+            await store.append([entry("m3", "a")])
+            chunks = await store.lease("a", 100)
+            await store.settle("a", [Settlement(c.seq, c.n_events) for c in chunks])
+            assert len(chunk_rows(tmp_path)) == 1  # m1+m2, still pending for b
+            [chunk] = await store.lease("b", 100)
+            # A partial retry of a segment chunk is small enough to go inline.
+            retry = Settlement(chunk.seq, 1, (event("m2"),), time.time(), "x")
+            await store.settle("b", [retry])
+            assert [inline for _, inline in chunk_rows(tmp_path)] == [1]
+            [chunk] = await store.lease("b", 100)
+            assert chunk.payload == joined("m2")
+            await store.settle("b", [Settlement(chunk.seq, 1)])
+            assert chunk_rows(tmp_path) == []
+            assert (await store.stats()).backlog_bytes == 0
+
+    asyncio.run(scenario())
+
+
+def test_one_call_may_store_some_chunks_inline_and_others_in_a_segment(open_store, tmp_path):
+    many = [f"b{i}" for i in range(3)]
+
+    async def scenario():
+        async with open_store(**INLINE) as store:
+            entries = [entry(m, "b") for m in many] + [entry("a1", "a")]
+            await store.append(entries)
+            assert sorted(inline for _, inline in chunk_rows(tmp_path)) == [0, 1]
+            assert len(data_segments(tmp_path)) == 1
+            assert [c.payload for c in await store.lease("a", 10)] == [joined("a1")]
+            [chunk] = await store.lease("b", 10)
+            assert chunk.payload == joined(*many)
+            await store.settle("b", [Settlement(chunk.seq, 3)])
+        async with open_store(**INLINE) as store:
+            assert [c.payload for c in await store.lease("a", 10)] == [joined("a1")]
+            assert await store.lease("b", 10) == []
 
     asyncio.run(scenario())

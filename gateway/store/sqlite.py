@@ -19,7 +19,6 @@ from gateway.store.base import (
     RETRIED,
     BackpressureError,
     Chunk,
-    DeadLetter,
     DeadLetterFilter,
     DeadLetterRow,
     Entry,
@@ -33,6 +32,7 @@ from gateway.store.sqlite_schema import REJECTED, GroupWrite
 
 MAX_GROUP_EVENTS = 5000  # one commit stays short enough that the next group is not starved
 BACKPRESSURE_RETRY_AFTER_S = 30
+INLINE_MAX_BYTES = 4 << 10  # smaller chunk payloads stay in their row (see the class doc)
 REPLAY_CHUNK_EVENTS = 500  # a replay of 100k letters must not become one 100 MB chunk
 REJECTS_KEPT = 10_000
 REJECT_PAYLOAD_MAX = 4096
@@ -56,33 +56,21 @@ def _failure(exc: BaseException) -> tuple[bool, StoreError]:
     return False, error
 
 
-def _dead_letter_row(destination: str, letter: DeadLetter, failed_at: float) -> tuple:
-    return (
-        destination,
-        letter.message_id,
-        letter.reason,
-        letter.detail,
-        letter.attempts,
-        failed_at,
-        letter.last_request,
-        letter.last_response,
-        letter.payload,
-    )
-
-
 class SqliteStore:
     """The Store protocol on one SQLite file and the segment files beside it.
 
-    Chunk payloads are appended to segment files (`<path>.segments/`); SQLite holds only
-    where they are, so each payload byte is written once, and settling a chunk deletes a
-    small row instead of freeing overflow pages through the WAL.
+    Chunk payloads of `inline_max_bytes` or more are appended to segment files
+    (`<path>.segments/`); SQLite holds only where they are, so each payload byte is written
+    once, and settling a chunk deletes a small row instead of freeing overflow pages through
+    the WAL. Smaller ones (a single-event request's) stay in their row: a group of them
+    commits with one fsync instead of a segment fdatasync plus the WAL's.
 
     Every write (appends, settlements, replays, purges, rejects, compaction) is an op queued
     to one writer task. It takes the first op plus everything already queued behind it (up
     to MAX_GROUP_EVENTS) and applies them in ONE transaction on the writer thread, so a burst
-    of requests shares one commit; no op waits for a timer. The group's new payloads go out
-    in one write and fdatasync before its COMMIT, so no chunk row ever points at bytes a
-    crash could lose. Reads (rows, then payloads by pread) run on a second connection on
+    of requests shares one commit; no op waits for a timer. The group's new segment payloads
+    go out in one write and fdatasync before its COMMIT, so no chunk row ever points at bytes
+    a crash could lose. Reads (rows, then payloads by pread) run on a second connection on
     their own thread: WAL readers never block the writer. Dedupe ids and leases live in
     memory; the `seen` table only lets the ids outlive a restart.
     """
@@ -97,9 +85,11 @@ class SqliteStore:
         load_dedupe: bool = True,
         busy_timeout_s: float = sql.BUSY_TIMEOUT_S,
         segment_bytes: int = SEGMENT_BYTES,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
     ):
         self._path = path
         self._segments = Segments(path + ".segments", segment_bytes)
+        self._inline_max_bytes = inline_max_bytes
         self._dedupe_window_s = dedupe_window_s
         self._dedupe_max_ids = dedupe_max_ids
         self._load_dedupe = load_dedupe  # the CLI reads and replays; it never appends
@@ -291,7 +281,9 @@ class SqliteStore:
 
     def _commit_in_one_txn(self, group: list[_Op]) -> tuple[list[tuple[bool, object]], set[str]]:
         conn = self._writer_conn
-        txn = GroupWrite(conn, self._segments, time.time(), self._last_seq)
+        txn = GroupWrite(
+            conn, self._segments, time.time(), self._last_seq, self._inline_max_bytes
+        )
         conn.execute("BEGIN IMMEDIATE")
         try:
             results = [op.apply(txn, *op.args) for op in group]
@@ -384,7 +376,7 @@ class SqliteStore:
                     txn.add_chunk(
                         (destination,), s.retry, received_at, attempts + 1, s.retry_at, s.error
                     )
-            dead_letters.extend(_dead_letter_row(destination, d, txn.now) for d in s.dead)
+            dead_letters.extend(sql.dead_letter_row(destination, d, txn.now) for d in s.dead)
             txn.counts[destination, DELIVERED] += s.delivered
             txn.counts[destination, RETRIED] += len(s.retry)
             txn.counts[destination, DEAD] += len(s.dead)

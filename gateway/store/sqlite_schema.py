@@ -8,24 +8,27 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from gateway.store.base import DeadLetterFilter, DestinationStats, StoreError
+from gateway.store.base import DeadLetter, DeadLetterFilter, DestinationStats, StoreError
 from gateway.store.segments import Segments
 
 REJECTED = "rejected"  # the one counter kept per source rather than per destination
 BUSY_TIMEOUT_S = 5.0  # the CLI opens the same file while the gateway runs
 WAL_SIZE_LIMIT = 16 << 20
 
-# A chunk's payload lives in a segment file (segments.py): `nbytes` at `offset` in file
-# number `segment`. Only rare, small payloads stay in SQLite: dead letters and rejects, with
-# the payload column last so a query that does not name it never reads its overflow pages.
+# A chunk's payload is either inline (`payload`, for chunks under the store's
+# `inline_max_bytes`: one fsync per commit, no segment write) or in a segment file
+# (segments.py): `nbytes` at `offset` in file number `segment`, both NULL when inline. Dead
+# letters and rejects keep theirs here too. Payload columns come last, so a query that does
+# not name them never reads their overflow pages.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     seq INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,
     n_events INTEGER NOT NULL,
     nbytes INTEGER NOT NULL,
-    segment INTEGER NOT NULL,
-    offset INTEGER NOT NULL
+    segment INTEGER,
+    offset INTEGER,
+    payload BLOB
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     destination TEXT NOT NULL,
@@ -78,6 +81,23 @@ INSERT_DEAD_LETTER = (
     "INSERT INTO dead_letters (destination, message_id, reason, detail, attempts, failed_at,"
     " last_request, last_response, payload) VALUES (?,?,?,?,?,?,?,?,?)"
 )
+
+
+def dead_letter_row(destination: str, letter: DeadLetter, failed_at: float) -> tuple:
+    """The parameters of INSERT_DEAD_LETTER."""
+    return (
+        destination,
+        letter.message_id,
+        letter.reason,
+        letter.detail,
+        letter.attempts,
+        failed_at,
+        letter.last_request,
+        letter.last_response,
+        letter.payload,
+    )
+
+
 DEAD_LETTER_COLUMNS = (
     "id, destination, message_id, reason, detail, attempts, failed_at, payload,"
     " last_request, last_response"
@@ -107,18 +127,21 @@ EXPIRE_SEEN = (  # the prefix of rows before the first live one
     " (SELECT max(rowid) + 1 FROM seen))"
 )
 
-CHUNK_COLUMNS = ("seq", "received_at", "n_events", "nbytes", "segment", "offset")
-CHUNKS_PER_SEGMENT = "SELECT segment, count(*), sum(nbytes) FROM chunks GROUP BY segment"
+CHUNK_COLUMNS = ("seq", "received_at", "n_events", "nbytes", "segment", "offset", "payload")
+CHUNKS_PER_SEGMENT = (
+    "SELECT segment, count(*), sum(nbytes) FROM chunks WHERE segment IS NOT NULL"
+    " GROUP BY segment"
+)
 _SEGMENT_TOTALS = "SELECT count(*), coalesce(sum(nbytes), 0) FROM chunks WHERE segment = ?"
 _CHUNKS_IN_SEGMENTS = (  # a scan (no index on segment): once per rotation at most
     "SELECT seq, segment, offset, nbytes FROM chunks"
     " WHERE segment IN (SELECT value FROM json_each(?)) ORDER BY seq"
 )
-_MOVE_CHUNK = "UPDATE chunks SET segment = ?, offset = ? WHERE seq = ?"
-CHUNK_LOCATION = "SELECT segment, offset, nbytes FROM chunks WHERE seq = ?"
+_MOVE_CHUNK = "UPDATE chunks SET segment = ?, offset = ?, payload = ? WHERE seq = ?"
+CHUNK_LOCATION = "SELECT segment, offset, nbytes, payload FROM chunks WHERE seq = ?"
 _INSERT_CHUNK = (
-    "INSERT INTO chunks (seq, received_at, n_events, nbytes, segment, offset)"
-    " VALUES (?,?,?,?,?,?)"
+    "INSERT INTO chunks (seq, received_at, n_events, nbytes, segment, offset, payload)"
+    " VALUES (?,?,?,?,?,?,?)"
 )
 _INSERT_DELIVERY = (
     "INSERT INTO deliveries (destination, seq, attempts, next_attempt_at, last_error)"
@@ -133,8 +156,8 @@ _ORPHANED_CHUNKS = (
     " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = chunks.seq)"
 )
 _DUE_CHUNKS = (
-    "SELECT d.seq, d.attempts, c.received_at, c.n_events, c.segment, c.offset, c.nbytes"
-    " FROM deliveries d"
+    "SELECT d.seq, d.attempts, c.received_at, c.n_events, c.segment, c.offset, c.nbytes,"
+    " c.payload FROM deliveries d"
     " JOIN chunks c ON c.seq = d.seq"
     " WHERE d.destination = ? AND d.next_attempt_at <= ? ORDER BY d.seq"
 )
@@ -165,12 +188,13 @@ def connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
 
 
 def check_layout(conn: sqlite3.Connection, path: str) -> None:
-    """Refuse a database whose chunks table is not this version's (payloads inside SQLite)."""
+    """Refuse a database whose chunks table is not this version's."""
     columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(chunks)"))
     if columns != CHUNK_COLUMNS:
         raise StoreError(
             f"{path}: its chunks table has columns {', '.join(columns)}, this version expects"
-            f" {', '.join(CHUNK_COLUMNS)} (payloads in segment files beside the database);"
+            f" {', '.join(CHUNK_COLUMNS)} (small payloads inline, large ones in segment"
+            " files beside the database);"
             " it was made by an older trackgate: deliver its backlog with that version, then"
             " remove the file"
         )
@@ -184,21 +208,31 @@ def json_list(values: Iterable[int | str]) -> str:
 
 class GroupWrite:
     """One group commit in the making: inserts buffered per table (one executemany each at
-    `flush`), the group's payloads (one segment write at `flush`, before the rows that point
-    at them), and the effects the store applies only once COMMIT has returned."""
+    `flush`), the group's payloads of `inline_max_bytes` or more (one segment write at
+    `flush`, before the rows that point at them; smaller ones go in their rows, so a group
+    of small chunks never touches a segment), and the effects the store applies only once
+    COMMIT has returned."""
 
-    def __init__(self, conn: sqlite3.Connection, segments: Segments, now: float, last_seq: int):
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        segments: Segments,
+        now: float,
+        last_seq: int,
+        inline_max_bytes: int,
+    ):
         self.conn = conn
         self.segments = segments
         self.now = now
         self.last_seq = last_seq  # highest chunk seq used so far
+        self.inline_max_bytes = inline_max_bytes
         self._seq_base_read = False
         self._chunks: list[tuple] = []
         self._deliveries: list[tuple] = []
         self._bodies: list[bytes] = []  # payloads to write, new chunks' and relocated ones'
         self._tail: tuple[int, int] | None = None  # (segment, offset) of the first body
         self._tail_bytes = 0
-        self._moved = 0  # chunks relocated into the tail
+        self._in_tail = 0  # chunks placed in the tail, new or relocated
         self._relocated: list[int] = []  # segments emptied by relocation
         self._dropped: dict[int, list[int]] = {}  # segment -> [chunks, bytes] no longer there
         self._not_ours: set[int] = set()  # segments another live process still appends to
@@ -230,7 +264,7 @@ class GroupWrite:
             return
         conn = self.conn
         orphans = conn.execute(_ORPHANED_CHUNKS, (json_list(seqs),)).fetchall()
-        for segment in {segment for _, _, segment in orphans}:
+        for segment in {segment for _, _, segment in orphans} - {None}:
             if not self.segments.tracks(segment) and segment not in self._not_ours:
                 # Counted before this transaction deletes any of its chunks.
                 totals = lambda: conn.execute(_SEGMENT_TOTALS, (segment,)).fetchone()  # noqa: E731
@@ -238,7 +272,8 @@ class GroupWrite:
                     self._not_ours.add(segment)
         conn.executemany("DELETE FROM chunks WHERE seq = ?", ((seq,) for seq, _, _ in orphans))
         for _, nbytes, segment in orphans:
-            self._drop(segment, nbytes)
+            if segment is not None:
+                self._drop(segment, nbytes)
         self.bytes_delta -= sum(nbytes for _, nbytes, _ in orphans)
 
     def flush(self) -> None:
@@ -258,23 +293,29 @@ class GroupWrite:
 
     def committed(self) -> None:
         """After COMMIT: the segments learn what this transaction added and deleted."""
-        added = (len(self._chunks) + self._moved, self._tail_bytes)
+        added = (self._in_tail, self._tail_bytes)
         self.segments.committed(added, self._dropped, self._relocated)
 
-    def _place(self, body: bytes) -> tuple[int, int]:
-        """(segment, offset) for `body`, queued for the group's one write. The group's first
-        body may rotate the segment; the sparse old ones are then relocated behind it."""
+    def _place(self, body: bytes) -> tuple[int | None, int | None, bytes | None]:
+        """(segment, offset, payload) columns for `body`: (None, None, body) under
+        `inline_max_bytes`, else where it lands in the group's one segment write. The
+        group's first such body may rotate the segment; the sparse old ones are then
+        relocated behind it."""
+        if len(body) < self.inline_max_bytes:
+            return None, None, body
         if self._tail is None:
             self._tail = self.segments.tail()
             self._relocate(self.segments.take_sparse())
         segment, offset = self._tail
         self._bodies.append(body)
         self._tail_bytes += len(body)
-        return segment, offset + self._tail_bytes - len(body)
+        self._in_tail += 1
+        return segment, offset + self._tail_bytes - len(body), None
 
     def _relocate(self, segments: list[int]) -> None:
-        """Copy the live chunks of `segments` to the tail so their files can go. The rows
-        move now, so a later op in this transaction that deletes one finds it where it is."""
+        """Copy the live chunks of `segments` to the tail (or inline, by size) so their files
+        can go. The rows move now, so a later op in this transaction that deletes one finds
+        it where it is."""
         if not segments:
             return
         rows = self.conn.execute(_CHUNKS_IN_SEGMENTS, (json_list(segments),)).fetchall()
@@ -285,7 +326,6 @@ class GroupWrite:
         self.conn.executemany(_MOVE_CHUNK, moves)
         for _, segment, _, nbytes in rows:
             self._drop(segment, nbytes)
-        self._moved += len(rows)
         self._relocated += segments
 
     def _drop(self, segment: int, nbytes: int) -> None:
@@ -314,7 +354,7 @@ def due_chunks(
 ) -> list[tuple[int, int, float, int, bytes]]:
     """(seq, attempts, received_at, n_events, payload) of due chunks not in `skip`, in seq
     order, until `max_events` events are gathered (at least one chunk when any is due)."""
-    picked: list[tuple[int, int, float, int, int, int, int]] = []
+    picked: list[tuple] = []  # the columns of _DUE_CHUNKS
     gathered = 0
     # Rows are stepped lazily: the scan stops as soon as enough unskipped ones are found.
     cursor = conn.execute(_DUE_CHUNKS, (destination, now))
@@ -328,13 +368,16 @@ def due_chunks(
                 break
     finally:
         cursor.close()
+    stored = iter(segments.read(row[4:7] for row in picked if row[7] is None))
     due = []
-    for row, payload in zip(picked, segments.read(row[4:] for row in picked)):
+    for row in picked:
+        payload = row[7] if row[7] is not None else next(stored)
         if payload is None:  # its segment file is gone since the rows were read
             moved = conn.execute(CHUNK_LOCATION, (row[0],)).fetchone()
             if moved is None:
                 continue  # settled and deleted
-            [payload] = segments.read([moved])  # relocated
+            # relocated: to another segment, or inline
+            [payload] = segments.read([moved[:3]]) if moved[3] is None else [moved[3]]
             if payload is None:
                 path = segments.path(moved[0])
                 raise StoreError(f"chunk {row[0]}: its segment file {path} is missing")

@@ -1,0 +1,89 @@
+"""The delivery worker in-process: an adapter bug dead-letters its events with the
+traceback; oversize events are dead-lettered unsent; a 413 on one event is final."""
+
+import asyncio
+import types
+from pathlib import Path
+
+from gateway.adapter import BatchLimits, OutboundRequest, Response, Verdict
+from gateway.config import DestinationConfig
+from gateway.delivery import Worker
+from gateway.event import Track, encode_event
+from gateway.metrics import Metrics
+from gateway.store.base import DeadLetterFilter, Entry
+from gateway.store.sqlite import SqliteStore
+
+
+class FakeTransport:
+    """Answers every request with `status` and remembers what was sent."""
+
+    def __init__(self, status: int = 200):
+        self.status = status
+        self.sent: list[OutboundRequest] = []
+
+    async def send(self, request, timeout_s):
+        self.sent.append(request)
+        return Response(self.status, {}, b"")
+
+
+def adapter(build=None, max_event_bytes=None):
+    def build_requests(events, settings):
+        return [OutboundRequest("http://127.0.0.1:9/", b"x", tuple(range(len(events))))]
+
+    def classify(request, response):
+        if response.status == 413:
+            return [Verdict("split", "http_413")] * len(request.events)
+        return [Verdict("delivered")] * len(request.events)
+
+    return types.SimpleNamespace(
+        batch_limits=lambda settings: BatchLimits(100, 1_000_000, max_event_bytes),
+        build_requests=build or build_requests,
+        classify=classify,
+    )
+
+
+def deliver(tmp_path: Path, module, transport, events) -> list:
+    async def scenario():
+        store = SqliteStore(str(tmp_path / "t.db"))
+        await store.open()
+        try:
+            await store.append([Entry(e.message_id, encode_event(e), ("d",)) for e in events])
+            spec = DestinationConfig(type="x")
+            worker = Worker("d", spec, module, None, store, transport, Metrics())
+            await worker._deliver(await store.lease("d", 100))
+            await asyncio.gather(*worker._settling)
+            return await store.dead_letters("d", DeadLetterFilter())
+        finally:
+            await store.close()
+
+    return asyncio.run(scenario())
+
+
+def track(n: int, **fields) -> Track:
+    return Track(message_id=f"m{n}", user_id="u", event="e", **fields)
+
+
+def test_an_adapter_bug_dead_letters_with_its_traceback(tmp_path):
+    def broken(events, settings):
+        raise KeyError("surprise")
+
+    letters = deliver(tmp_path, adapter(build=broken), FakeTransport(), [track(1), track(2)])
+    assert sorted(letter.message_id for letter in letters) == ["m1", "m2"]
+    assert all(letter.reason == "adapter_error" and "KeyError: 'surprise'" in letter.detail for letter in letters)
+
+
+def test_oversize_events_are_dead_lettered_unsent(tmp_path):
+    from gateway.event import raw
+
+    transport = FakeTransport()
+    big = track(1, properties=raw({"pad": "x" * 500}))
+    letters = deliver(tmp_path, adapter(max_event_bytes=200), transport, [big, track(2)])
+    assert [(letter.message_id, letter.reason) for letter in letters] == [("m1", "event_too_large")]
+    assert len(transport.sent) == 1 and transport.sent[0].events == (0,)
+
+
+def test_a_single_event_refused_as_too_large_is_final(tmp_path):
+    transport = FakeTransport(status=413)
+    letters = deliver(tmp_path, adapter(), transport, [track(1), track(2)])
+    assert len(transport.sent) == 3  # the pair, then each half alone
+    assert sorted((letter.message_id, letter.reason) for letter in letters) == [("m1", "event_too_large"), ("m2", "event_too_large")]

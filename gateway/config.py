@@ -71,13 +71,13 @@ class FilterConfig(Strict):
 
 
 class BatchConfig(Strict):
-    max_events: int = 100
+    max_events: int | None = None  # None: as many as the destination's API takes per request
     max_bytes: int = 500_000
     max_wait_ms: int = 500
     max_in_flight: int = 4
 
     def __post_init__(self):
-        if min(self.max_events, self.max_bytes, self.max_in_flight) <= 0 or self.max_wait_ms < 0:
+        if min(self.max_events or 1, self.max_bytes, self.max_in_flight) <= 0 or self.max_wait_ms < 0:
             raise ValueError("batch sizes must be positive")
 
 

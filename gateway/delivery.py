@@ -16,7 +16,7 @@ import msgspec
 from gateway import registry
 from gateway.adapter import OutboundRequest, Response
 from gateway.config import DestinationConfig, GatewayConfig
-from gateway.event import BaseEvent, decode_event
+from gateway.event import BaseEvent, Event, decode_event
 from gateway.metrics import Metrics
 from gateway.retry import Verdict, network_verdict
 from gateway.store.base import Chunk, DeadLetter, Settlement, Store
@@ -25,6 +25,7 @@ from gateway.transport import Transport
 log = logging.getLogger("trackgate.delivery")
 
 _split_chunk = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_decode_chunk = msgspec.json.Decoder(list[Event]).decode
 EXCERPT = 2048  # bytes of a request/response body kept with a dead letter
 MAX_SPLIT_DEPTH = 16
 
@@ -34,12 +35,19 @@ class Item:
 
     __slots__ = ("chunk", "payload", "event", "verdict", "exchange")
 
-    def __init__(self, chunk: int, payload: bytes, event: BaseEvent | None):
+    def __init__(self, chunk: int, payload: msgspec.Raw, event: BaseEvent | None):
         self.chunk = chunk
         self.payload = payload
         self.event = event
         self.verdict: Verdict | None = None
         self.exchange = ("", "")
+
+
+def _decode_or_none(payload: msgspec.Raw) -> BaseEvent | None:
+    try:
+        return decode_event(payload)
+    except msgspec.DecodeError:
+        return None
 
 
 def _describe_request(request: OutboundRequest) -> str:
@@ -71,7 +79,7 @@ class Worker:
         self.transport = transport
         self.metrics = metrics
         limits = adapter.batch_limits(settings)
-        self.max_events = min(spec.batch.max_events, limits.max_events)
+        self.max_events = min(spec.batch.max_events or limits.max_events, limits.max_events)
         self.max_bytes = min(spec.batch.max_bytes, limits.max_bytes)
         self.max_event_bytes = limits.max_event_bytes
         self.max_wait_s = spec.batch.max_wait_ms / 1000
@@ -152,19 +160,19 @@ class Worker:
     def _items(self, chunks: list[Chunk]) -> list[Item]:
         items = []
         for index, chunk in enumerate(chunks):
-            for payload in _split_chunk(chunk.payload):
-                payload = bytes(payload)
-                try:
-                    event = decode_event(payload)
-                except msgspec.DecodeError as error:  # stored by an older version, say
-                    item = Item(index, payload, None)
-                    item.verdict = Verdict("dead", "undecodable", detail=str(error))
-                else:
-                    item = Item(index, payload, event)
-                    if self.max_event_bytes is not None and len(payload) > self.max_event_bytes:
-                        item.verdict = Verdict(
-                            "dead", "event_too_large", detail=f"{len(payload)} bytes; the limit is {self.max_event_bytes}"
-                        )
+            payloads = _split_chunk(chunk.payload)  # Raw views: copied only to retry or dead-letter
+            try:
+                events = _decode_chunk(chunk.payload)
+            except msgspec.DecodeError:  # stored by an older version, say: find the bad one
+                events = [_decode_or_none(payload) for payload in payloads]
+            for payload, event in zip(payloads, events):
+                item = Item(index, payload, event)
+                if event is None:
+                    item.verdict = Verdict("dead", "undecodable", detail="not a canonical event")
+                elif self.max_event_bytes is not None and len(payload) > self.max_event_bytes:
+                    item.verdict = Verdict(
+                        "dead", "event_too_large", detail=f"{len(payload)} bytes; the limit is {self.max_event_bytes}"
+                    )
                 items.append(item)
         return items
 
@@ -303,7 +311,7 @@ class Worker:
                 if verdict.status == "delivered":
                     delivered += 1
                 elif verdict.status == "retry" and not self.policy.gives_up(attempts, age):
-                    retry.append(item.payload)
+                    retry.append(bytes(item.payload))
                     unsent = verdict.code == "shutdown"
                     delays.append(0.0 if unsent else self.policy.delay(attempts, verdict.retry_after_s))
                     error = verdict.code
@@ -335,7 +343,7 @@ class Worker:
         )
         return DeadLetter(
             message_id=message_id or "",
-            payload=item.payload,
+            payload=bytes(item.payload),
             reason=verdict.code,
             detail=detail,
             attempts=attempts,

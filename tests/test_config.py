@@ -48,7 +48,7 @@ def test_defaults_fill_in():
     assert config.server.port == 8088
     dest = config.destinations["archive"]
     assert (dest.enabled, dest.paused) == (True, False)
-    assert dest.batch.max_events == 100 and dest.retry.max_attempts == 12
+    assert dest.batch.max_events is None and dest.retry.max_attempts == 12  # None: the API's own limit
     assert config.sources["web"].limits.max_event_bytes == 32 * 1024
 
 
@@ -71,7 +71,7 @@ def test_a_missing_variable_is_an_error_naming_its_path():
         ({"destinations__archive__type": "fax"}, "destinations.archive.type: unknown type 'fax'"),
         ({"sources__web__destinations": ["archive", "nowhere"]}, "sources.web.destinations[1]: no destination named 'nowhere'"),
         ({"destinations__archive__settings": {}}, "destinations.archive.settings: Object missing required field `path`"),
-        ({"destinations__archive__batch": {"max_events": "lots"}}, "destinations.archive.batch.max_events: Expected `int`, got `str`"),
+        ({"destinations__archive__batch": {"max_events": "lots"}}, "destinations.archive.batch.max_events: Expected `int | null`, got `str`"),
         ({"sources__web__keys": []}, "sources.web.keys: at least one non-empty key is required"),
         ({"store__backend": "mongodb"}, "store.backend: Invalid enum value 'mongodb'"),
     ],

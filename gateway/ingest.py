@@ -120,6 +120,11 @@ class Ingest:
         except IngestError as error:
             self.metrics.request(source_name, error.code)
             return adapter.reply_error(request, error)
+        except Exception:  # a bug: the SDK keeps the batch and retries, nothing is lost
+            log.exception("ingest failed", extra={"source": source_name, "path": path})
+            self.metrics.request(source_name, "internal_error")
+            error = IngestError(503, "internal_error", "trackgate failed on this request; retry", 5)
+            return adapter.reply_error(request, error)
         self.metrics.request(source_name, "ok")
         return reply
 

@@ -81,3 +81,4 @@ def test_the_precomputed_route_matches_the_general_one():
         assert chosen == ("a", "b") and counts == {("off", "skipped_disabled"): 1}
     chosen, counts = go(Track(event="x", user_id="u", integrations=raw({"All": False, "b": True})), routes)
     assert chosen == ("b",) and counts[("a", "skipped_integrations")] == 1
+

@@ -393,7 +393,7 @@ def _normalise(event: Any, batch: tuple, times: dict[str, str]) -> int:
         when = event.original_timestamp
         event.original_timestamp = _time(when, "originalTimestamp", times) if when else None
     when = event.sent_at
-    event.sent_at = (times.get(when) or _time(when, "sentAt", times)) if when else sent_at
+    event.sent_at = _time(when, "sentAt", times) if when else sent_at
     if event.received_at is not None or event.source is not None:
         event.received_at = event.source = None
     return size

@@ -77,7 +77,9 @@ class BatchConfig(Strict):
     max_in_flight: int = 4
 
     def __post_init__(self):
-        if min(self.max_events or 1, self.max_bytes, self.max_in_flight) <= 0 or self.max_wait_ms < 0:
+        if self.max_events is not None and self.max_events <= 0:
+            raise ValueError("max_events must be positive (or left out: the API's own limit)")
+        if min(self.max_bytes, self.max_in_flight) <= 0 or self.max_wait_ms < 0:
             raise ValueError("batch sizes must be positive")
 
 

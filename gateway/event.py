@@ -145,27 +145,11 @@ def format_ms(epoch_ms: int) -> str:
     return prefix + _MILLIS[epoch_ms - second * 1000]
 
 
-def shift_ms(text: str, delta_ms: int) -> str:
-    """format_ms(epoch_ms(text) + delta_ms), fast when `text` is canonical and its second and
-    the result's are cached (as within a request)."""
-    if len(text) == 24 and text[23] == "Z" and text[19] == ".":
-        second = _seconds.get(text[:19])
-        milli = _MILLI_VALUES.get(text[20:23])
-        if second is not None and milli is not None:
-            moment = second * 1000 + milli + delta_ms
-            second = moment // 1000
-            prefix = _prefixes.get(second)
-            if prefix is not None:
-                return prefix + _MILLIS[moment - second * 1000]
-    return format_ms(epoch_ms(text) + delta_ms)
-
-
 def canonical_time(text: str) -> str:
     """Any ISO 8601 time as trackgate's one form (UTC, ms, "Z"); ValueError if it is none.
     UTC times ("Z" or "+00:00", as SDKs send them) take a fast path without a datetime."""
     if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[10] == "T" and text[20:23] in _MILLI_VALUES:
-        if text[:19] not in _seconds:  # already canonical: only validate
-            _second_of(text[:19])
+        _second_of(text[:19])  # already canonical: only validate (cached per second)
         return text
     end = len(text) - 1 if text[-1:] == "Z" else len(text) - 6 if text.endswith("+00:00") else -1
     if text[10:11] != "T":

@@ -13,7 +13,7 @@ from types import ModuleType
 from gateway import registry
 from gateway.adapter import InboundRequest, IngestError, Reply, SourceLimits
 from gateway.config import GatewayConfig
-from gateway.event import BaseEvent, encode_event, epoch_ms, format_ms, shift_ms
+from gateway.event import BaseEvent, encode_event, epoch_ms, format_ms
 from gateway.metrics import Metrics
 from gateway.routing import DestinationRoute, Routes
 from gateway.store.base import BackpressureError, Entry, Store, StoreError
@@ -185,4 +185,4 @@ def enrich(event: BaseEvent, source: str, received_at: str, now_ms: int, skews: 
         skew = skews.get(sent_at)  # one sentAt per request, as a rule
         if skew is None:
             skew = skews[sent_at] = now_ms - epoch_ms(sent_at)
-        event.timestamp = original if skew == 0 else shift_ms(original, skew)
+        event.timestamp = original if skew == 0 else format_ms(epoch_ms(original) + skew)

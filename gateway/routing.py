@@ -48,9 +48,14 @@ class DestinationRoute:
         return bool(self.exclude) and name in self.exclude
 
 
+def _no_flags(value) -> bool:
+    """True for an absent, null or empty `integrations` object (cheap: no decoding)."""
+    return len(value) <= 4 and bytes(value) in _EMPTY
+
+
 def _integration_flags(event: BaseEvent) -> dict[str, object] | None:
     value = event.integrations
-    if len(value) <= 4 and bytes(value) in _EMPTY:
+    if _no_flags(value):
         return None
     try:
         flags = _decode_flags(value)
@@ -74,7 +79,7 @@ class Routes:
     def route(self, event: BaseEvent, counts: Counter) -> tuple[str, ...]:
         """The names of the destinations that get `event`; skips are added to `counts`
         as (destination, "skipped_<reason>")."""
-        if self.plain is not None and len(event.integrations) <= 4 and bytes(event.integrations) in _EMPTY:
+        if self.plain is not None and _no_flags(event.integrations):
             for key in self.disabled:
                 counts[key] += 1
             return self.plain

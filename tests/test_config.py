@@ -102,3 +102,9 @@ def test_check_command_exit_codes(tmp_path):
     assert "sources.web.destinations[0]: no destination named 'ghost'" in result.stderr
     missing = run_check(tmp_path / "absent.yaml")
     assert missing.returncode == 2 and "absent.yaml" in missing.stderr
+
+
+def test_batch_max_events_zero_is_refused_and_none_means_the_api_limit():
+    errors = errors_of(with_changes(destinations__archive__batch={"max_events": 0}))
+    assert any(e.startswith("destinations.archive.batch: max_events must be positive") for e in errors), errors
+    assert parse(with_changes(destinations__archive__batch={"max_bytes": 1000}), {}).destinations["archive"].batch.max_events is None

@@ -20,6 +20,14 @@ Destination half (somewhere trackgate delivers):
     build_requests(events, settings) -> list[OutboundRequest]
     classify(request, response) -> list[Verdict] one per event of the request, in order
     skip_reason(event, settings) -> str | None   optional: events it cannot take (counted)
+    DEDUPES: bool                                optional, default True: False when the vendor
+                                                 has no idempotency key, so the engine counts
+                                                 every retry that may duplicate
+    DEFAULT_RETRY: dict                          optional: `retry:` defaults for this type
+                                                 (e.g. a small budget where retries duplicate)
+
+An event may appear in more than one request of a batch (Amplitude sends a group both as an
+`$identify` and to `/groupidentify`); the engine keeps its worst verdict.
 """
 
 from __future__ import annotations
@@ -121,6 +129,7 @@ class Reject(msgspec.Struct, frozen=True):
     code: str  # stable snake_case: missing_identifier, missing_event, event_too_large, ...
     message: str  # for humans: names the field
     payload: bytes = b""  # the item's raw JSON, as far as it is known
+    field: str = ""  # the offending field, where one is to blame (vendors' 400s name it)
 
 
 class Decoded(msgspec.Struct):
@@ -129,17 +138,29 @@ class Decoded(msgspec.Struct):
     key: str | None  # the write key / api key the request carries, if any
     events: list[BaseEvent]  # valid events, canonical, in request order
     rejects: list[Reject] = msgspec.field(default_factory=list)
+    # True where the vendor refuses a whole request when any item is invalid (Amplitude,
+    # ThriveStack, Dittofeed): the engine then records the rejects, stores nothing and
+    # answers reply_error with an IngestError(400) whose `rejects` are these.
+    atomic: bool = False
 
 
 class IngestError(Exception):
     """A whole request refused: the engine answers with the adapter's `reply_error`."""
 
-    def __init__(self, status: int, code: str, message: str, retry_after_s: int | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_after_s: int | None = None,
+        rejects: Sequence[Reject] = (),
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s
+        self.rejects = tuple(rejects)  # the items to blame, for replies that name them
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -180,7 +201,7 @@ class Response(msgspec.Struct, frozen=True):
     body: bytes
 
 
-Status = Literal["delivered", "retry", "dead", "split"]
+Status = Literal["delivered", "retry", "resend", "dead", "split", "pause"]
 
 
 _BATCH_ENVELOPE = len(b'{"batch":[]}')

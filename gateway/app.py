@@ -146,7 +146,15 @@ class Gateway:
         if self.store.over_backlog:
             problems.append("backlog over its cap (back-pressure)")
         status = 503 if problems else 200
-        body = _json({"status": "not ready" if problems else "ready", "problems": problems})
+        # A paused destination does not stop ingest (its events queue), so it is reported
+        # without failing readiness.
+        body = _json(
+            {
+                "status": "not ready" if problems else "ready",
+                "problems": problems,
+                "paused_destinations": self.delivery.paused(),
+            }
+        )
         await self._reply(send, scope, status, body)
 
     async def _send_reply(self, send, scope, reply: Reply):

@@ -123,13 +123,13 @@ def cmd_stats(args) -> int:
         print(msgspec.json.encode(stats).decode())
         return 0
     print(f"backlog {stats.backlog_bytes:,} of {stats.max_backlog_bytes:,} bytes")
-    print(f"{'destination':<20} {'pending':>9} {'retrying':>9} {'dead':>7} {'oldest':>8} {'delivered':>10} {'retried':>8}  skipped")
+    print(f"{'destination':<20} {'pending':>9} {'retrying':>9} {'dead':>7} {'oldest':>8} {'delivered':>10} {'retried':>8} {'dup?':>6}  skipped")
     for name, dest in sorted(stats.destinations.items()):
         skipped = ", ".join(f"{k.removeprefix('skipped_')}={v}" for k, v in sorted(dest.counters.items()) if k.startswith("skipped_"))
         print(
             f"{name:<20} {dest.pending:>9,} {dest.retrying:>9,} {dest.dead_letters:>7,} "
             f"{_age(dest.oldest_pending_age_s):>8} {dest.counters.get('delivered', 0):>10,} "
-            f"{dest.counters.get('retried', 0):>8,}  {skipped or '-'}"
+            f"{dest.counters.get('retried', 0):>8,} {dest.counters.get('possible_duplicates', 0):>6,}  {skipped or '-'}"
         )
     for source, count in sorted(stats.rejected.items()):
         print(f"source {source}: {count:,} rejected events (see `trackgate rejected`)")

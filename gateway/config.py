@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -84,14 +85,22 @@ class BatchConfig(Strict):
 
 
 class RetryConfig(Strict):
-    max_attempts: int = 12
-    max_age_s: float = 14400.0
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 300.0
+    """`retry:` of a destination. A field left out takes the destination type's default
+    (its adapter's DEFAULT_RETRY), else RetryPolicy's (12 attempts and 4 hours)."""
 
-    @property
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy(**msgspec.structs.asdict(self))
+    max_attempts: int | None = None
+    max_age_s: float | None = None
+    backoff_base_s: float | None = None
+    backoff_max_s: float | None = None
+
+    def __post_init__(self):
+        if any(v is not None and v < 0 for v in msgspec.structs.astuple(self)):
+            raise ValueError("retry limits must not be negative")
+
+    def policy(self, defaults: Mapping[str, Any] | None = None) -> RetryPolicy:
+        chosen = {**(defaults or {})}
+        chosen.update({k: v for k, v in msgspec.structs.asdict(self).items() if v is not None})
+        return RetryPolicy(**chosen)
 
 
 class DestinationConfig(Strict):

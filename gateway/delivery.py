@@ -18,7 +18,7 @@ from gateway.adapter import OutboundRequest, Response
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.event import BaseEvent, Event, decode_event
 from gateway.metrics import Metrics
-from gateway.retry import Verdict, network_verdict
+from gateway.retry import Verdict, may_have_landed, network_verdict
 from gateway.store.base import Chunk, DeadLetter, Settlement, Store
 from gateway.transport import Transport
 
@@ -28,6 +28,13 @@ _split_chunk = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _decode_chunk = msgspec.json.Decoder(list[Event]).decode
 EXCERPT = 2048  # bytes of a request/response body kept with a dead letter
 MAX_SPLIT_DEPTH = 16
+MAX_RESENDS = 8  # rounds of "send the rest again at once" after a partial failure
+# When an event is in several requests, its worst outcome stands.
+_SEVERITY = {"delivered": 0, "resend": 1, "retry": 2, "pause": 3, "dead": 4}
+
+
+def _worse(old: Verdict | None, new: Verdict) -> bool:
+    return old is None or _SEVERITY[new.status] > _SEVERITY[old.status]
 
 
 class Item:
@@ -84,7 +91,9 @@ class Worker:
         self.max_event_bytes = limits.max_event_bytes
         self.max_wait_s = spec.batch.max_wait_ms / 1000
         self.lanes = spec.batch.max_in_flight
-        self.policy = spec.retry.policy
+        self.policy = spec.retry.policy(getattr(adapter, "DEFAULT_RETRY", None))
+        self.dedupes = getattr(adapter, "DEDUPES", True)
+        self.paused: str | None = None  # why the destination refused us; set until restart
         self.timeout_s = spec.timeout_s
         self._stopping = asyncio.Event()
         self._hold_until = 0.0  # the whole destination waits after a failed request
@@ -134,6 +143,9 @@ class Worker:
     async def _gather(self) -> list[Chunk]:
         """Lease a batch: return once `max_events` are in hand or the oldest has waited
         `max_wait_ms`; an empty list after waiting for work."""
+        if self.paused is not None:  # credentials refused: nothing to do until restarted
+            await self._pause(1.0)
+            return []
         hold = self._hold_until - time.time()
         if hold > 0:
             await self._pause(hold)
@@ -195,8 +207,8 @@ class Worker:
     async def _deliver(self, chunks: list[Chunk]) -> None:
         items = self._items(chunks)
         for batch in self._batches(items):
-            if self._stopping.is_set():
-                break  # shutting down: finish what is in flight, start nothing new
+            if self._stopping.is_set() or self.paused is not None:
+                break  # shutting down or paused: finish what is in flight, start nothing new
             await self._send(batch, depth=0)
         self._settle_hold(items)
         untouched = {i for i in range(len(chunks))} - {item.chunk for item in items if item.verdict is not None}
@@ -219,7 +231,7 @@ class Worker:
         finally:
             self._settle_slots.release()
 
-    async def _send(self, batch: list[Item], depth: int) -> None:
+    async def _send(self, batch: list[Item], depth: int, resends: int = 0) -> None:
         try:
             requests = self.adapter.build_requests([item.event for item in batch], self.settings)
         except Exception:
@@ -232,8 +244,9 @@ class Worker:
             for item, verdict in zip(targets, verdicts):
                 if verdict.status == "split":
                     too_large.append(item)
-                else:
+                elif _worse(item.verdict, verdict):
                     item.verdict, item.exchange = verdict, exchange
+            self._note_pause(verdicts)
             if len(too_large) > 1 and depth < MAX_SPLIT_DEPTH:
                 half = len(too_large) // 2
                 await self._send(too_large[:half], depth + 1)
@@ -245,6 +258,32 @@ class Worker:
         for item in batch:
             if item.verdict is None:
                 item.verdict = Verdict("dead", "not_encoded", detail="the adapter built no request for this event")
+        await self._resend(batch, depth, resends)
+
+    async def _resend(self, batch: list[Item], depth: int, resends: int) -> None:
+        """Events a partial failure did not concern go again at once, in a fresh request;
+        past MAX_RESENDS rounds they wait for a normal retry."""
+        again = [item for item in batch if item.verdict.status == "resend"]
+        if not again:
+            return
+        if resends >= MAX_RESENDS or self._stopping.is_set() or self.paused is not None:
+            for item in again:
+                item.verdict = Verdict("retry", item.verdict.code, detail=item.verdict.detail)
+            return
+        for item in again:
+            item.verdict = None
+        await self._send(again, depth, resends + 1)
+
+    def _note_pause(self, verdicts: list[Verdict]) -> None:
+        pause = next((v for v in verdicts if v.status == "pause"), None)
+        if pause is None or self.paused is not None:
+            return
+        self.paused = f"{pause.code}: {pause.detail}".strip(": ")
+        self.metrics.paused(self.name, True)
+        log.error(
+            "destination refused trackgate's credentials: delivery paused until the config is fixed and trackgate restarted; events stay queued",
+            extra={"destination": self.name, "error": pause.code, "detail": pause.detail},
+        )
 
     async def _exchange(self, request: OutboundRequest, n: int) -> tuple[list[Verdict], tuple[str, str]]:
         started = time.perf_counter()
@@ -268,6 +307,8 @@ class Worker:
         if len(verdicts) != n:
             detail = f"classify returned {len(verdicts)} verdicts for {n} events"
             return [Verdict("dead", "adapter_error", detail=detail)] * n, exchange
+        if all(v.status == "resend" for v in verdicts):  # nobody to blame: a plain retry
+            verdicts = [Verdict("retry", v.code, v.retry_after_s, v.detail) for v in verdicts]
         if response.status >= 300:
             log.warning(
                 "destination refused a request",
@@ -287,7 +328,7 @@ class Worker:
         verdicts = [item.verdict for item in items if item.verdict is not None]
         if not verdicts or any(v.status == "delivered" for v in verdicts):
             return
-        retries = [v for v in verdicts if v.status == "retry"]
+        retries = [v for v in verdicts if v.status == "retry" and v.hold_destination]
         if retries:
             wait = min(v.retry_after_s if v.retry_after_s is not None else self.policy.backoff_base_s for v in retries)
             self._hold_until = max(self._hold_until, time.time() + wait)
@@ -305,16 +346,21 @@ class Worker:
         for chunk, chunk_items in zip(chunks, grouped):
             attempts = chunk.attempts + 1
             age = now - chunk.received_at
-            delivered, retry, dead, delays, error = 0, [], [], [], ""
+            delivered, retry, dead, delays, error, duplicates = 0, [], [], [], "", 0
             for item in chunk_items:
                 verdict = item.verdict or Verdict("retry", "shutdown")
                 if verdict.status == "delivered":
                     delivered += 1
+                elif verdict.status == "pause":  # waits for the fix, never dead-lettered for it
+                    retry.append(bytes(item.payload))
+                    delays.append(0.0)
+                    error = verdict.code
                 elif verdict.status == "retry" and not self.policy.gives_up(attempts, age):
                     retry.append(bytes(item.payload))
                     unsent = verdict.code == "shutdown"
                     delays.append(0.0 if unsent else self.policy.delay(attempts, verdict.retry_after_s))
                     error = verdict.code
+                    duplicates += not self.dedupes and may_have_landed(verdict)
                 else:
                     detail = verdict.detail
                     if verdict.status == "retry":
@@ -323,6 +369,7 @@ class Worker:
             self.metrics.delivery(self.name, "delivered", delivered)
             self.metrics.delivery(self.name, "retry", len(retry))
             self.metrics.delivery(self.name, "dead", len(dead))
+            self.metrics.possible_duplicates(self.name, duplicates)
             settlements.append(
                 Settlement(
                     seq=chunk.seq,
@@ -331,6 +378,7 @@ class Worker:
                     retry_at=now + max(delays, default=0.0),
                     error=error,
                     dead=tuple(dead),
+                    possible_duplicates=duplicates,
                 )
             )
         return settlements
@@ -366,6 +414,10 @@ class Delivery:
             settings = config.destination_settings(name)
             self.workers.append(Worker(name, spec, adapter, settings, store, self.transport, metrics))
         self._tasks: list[asyncio.Task] = []
+
+    def paused(self) -> dict[str, str]:
+        """Destinations that refused trackgate's credentials, and why."""
+        return {w.name: w.paused for w in self.workers if w.paused is not None}
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(w.run(), name=f"deliver:{w.name}") for w in self.workers]

@@ -146,11 +146,11 @@ class Ingest:
                     "event rejected",
                     extra={"source": source.name, "error": reject.code, "index": reject.index},
                 )
+        if decoded.rejects and (decoded.atomic or not entries):
+            first = decoded.rejects[0]
+            extra = f" ({len(decoded.rejects)} events rejected)" if len(decoded.rejects) > 1 else ""
+            raise IngestError(400, first.code, first.message + extra, rejects=decoded.rejects)
         if not entries:
-            if decoded.rejects:
-                first = decoded.rejects[0]
-                extra = f" ({len(decoded.rejects)} events rejected)" if len(decoded.rejects) > 1 else ""
-                raise IngestError(400, first.code, first.message + extra)
             raise IngestError(400, "no_events", "the request holds no events")
         try:
             results = await self.store.append(entries, counts)

@@ -23,6 +23,15 @@ class Metrics:
             ["destination", "outcome"],
             registry=r,
         )
+        self._duplicates = Counter(
+            "trackgate_delivery_possible_duplicates",
+            "Events retried after a request the destination may already have taken, where it cannot dedupe",
+            ["destination"],
+            registry=r,
+        )
+        self._paused = Gauge(
+            "trackgate_destination_paused", "1 while a destination refuses trackgate's credentials", ["destination"], registry=r
+        )
         self._latency = Histogram(
             "trackgate_delivery_request_seconds",
             "Time of one request to a destination",
@@ -54,6 +63,13 @@ class Metrics:
     def delivery(self, destination: str, outcome: str, n: int) -> None:
         if n:
             self._child(self._deliveries, destination, outcome).inc(n)
+
+    def possible_duplicates(self, destination: str, n: int) -> None:
+        if n:
+            self._child(self._duplicates, destination).inc(n)
+
+    def paused(self, destination: str, paused: bool) -> None:
+        self._child(self._paused, destination).set(1 if paused else 0)
 
     def delivery_latency(self, destination: str, seconds: float) -> None:
         self._child(self._latency, destination).observe(seconds)

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+import aiohttp
 import msgspec
 
 MAX_RETRY_AFTER_S = 3600.0  # a destination may ask for a pause; not for a day
@@ -16,15 +17,22 @@ MAX_RETRY_AFTER_S = 3600.0  # a destination may ask for a pause; not for a day
 class Verdict(msgspec.Struct, frozen=True):
     """What to do with one event after a delivery attempt.
 
-    delivered: done. retry: try again later (after `retry_after_s` if the destination said
-    so). dead: permanent, goes to the dead-letter queue. split: the request was too large;
-    send its events again in smaller requests.
+    delivered: done. retry: try again later, with backoff (and not before `retry_after_s`
+    if the destination said so; per event, so only throttled users wait). resend: this
+    event was not at fault (others in its request were named as bad or throttled): send it
+    again at once in a fresh request, no attempt counted. dead: permanent, goes to the
+    dead-letter queue. split: the request was too large; send its events again in smaller
+    requests. pause: the destination refuses our credentials or config (a 401): stop
+    delivering to it until it is fixed and restarted; the events stay pending.
     """
 
-    status: Literal["delivered", "retry", "dead", "split"]
+    status: Literal["delivered", "retry", "resend", "dead", "split", "pause"]
     code: str = "ok"  # stable snake_case: ok, http_429, http_400, network_error, ...
     retry_after_s: float | None = None
     detail: str = ""
+    # False when only this event must wait (a vendor named its user as throttled): a round
+    # that delivers nothing then does not hold back the whole destination.
+    hold_destination: bool = True
 
 
 DELIVERED = Verdict("delivered")
@@ -65,9 +73,26 @@ def http_verdict(status: int, headers: Mapping[str, str] | None = None) -> Verdi
 
 
 def network_verdict(error: BaseException) -> Verdict:
-    """Connection failures and timeouts are always worth another try."""
-    code = "timeout" if isinstance(error, TimeoutError) else "network_error"
+    """Connection failures and timeouts are always worth another try. A connection never
+    made (`connect_error`) cannot have delivered anything; a timeout or a connection lost
+    mid-request (`network_error`) may have."""
+    if isinstance(error, TimeoutError):
+        code = "timeout"
+    elif isinstance(error, (ConnectionRefusedError, aiohttp.ClientConnectorError)):
+        code = "connect_error"
+    else:
+        code = "network_error"
     return Verdict("retry", code, detail=f"{type(error).__name__}: {error}"[:300])
+
+
+def may_have_landed(verdict: Verdict) -> bool:
+    """Whether a retried request may already have been taken by the destination, so that
+    sending it again can duplicate where the vendor has no idempotency key. 503 is the
+    status that promises nothing was processed (Amplitude documents it so)."""
+    code = verdict.code
+    if code in ("timeout", "network_error"):
+        return True
+    return code.startswith("http_5") and code != "http_503"
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):

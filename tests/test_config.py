@@ -48,7 +48,7 @@ def test_defaults_fill_in():
     assert config.server.port == 8088
     dest = config.destinations["archive"]
     assert (dest.enabled, dest.paused) == (True, False)
-    assert dest.batch.max_events is None and dest.retry.max_attempts == 12  # None: the API's own limit
+    assert dest.batch.max_events is None and dest.retry.policy().max_attempts == 12  # None: the API's own limit
     assert config.sources["web"].limits.max_event_bytes == 32 * 1024
 
 

@@ -5,7 +5,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from gateway.retry import RetryPolicy, http_verdict, network_verdict, parse_retry_after
+from gateway.retry import RetryPolicy, http_verdict, may_have_landed, network_verdict, parse_retry_after
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,13 @@ def test_gives_up_only_past_both_limits():
     assert not policy.gives_up(3, 50)  # attempts used up, but young
     assert not policy.gives_up(2, 500)  # old, but attempts left
     assert policy.gives_up(3, 100)
+
+
+def test_only_requests_that_may_have_landed_count_as_possible_duplicates():
+    assert network_verdict(ConnectionRefusedError("refused")).code == "connect_error"
+    assert not may_have_landed(network_verdict(ConnectionRefusedError("refused")))
+    assert may_have_landed(network_verdict(ConnectionResetError("reset")))
+    assert may_have_landed(network_verdict(TimeoutError()))
+    assert may_have_landed(http_verdict(500)) and may_have_landed(http_verdict(502))
+    assert not may_have_landed(http_verdict(503))  # promises nothing was processed
+    assert not may_have_landed(http_verdict(429))

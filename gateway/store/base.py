@@ -22,6 +22,8 @@ import msgspec
 DELIVERED = "delivered"
 RETRIED = "retried"  # events scheduled for another attempt
 DEAD = "dead"  # events moved to the dead-letter queue
+# Retries of events whose last request may have reached a vendor that cannot dedupe.
+POSSIBLE_DUPLICATES = "possible_duplicates"
 # Skips are counted as "skipped_<reason>": skipped_disabled, skipped_integrations,
 # skipped_filter, skipped_unsupported (the adapter's skip_reason), ...
 
@@ -67,6 +69,7 @@ class Settlement(msgspec.Struct, frozen=True):
     retry_at: float = 0.0  # epoch seconds
     error: str = ""  # code of the last failure, kept with the retry
     dead: tuple[DeadLetter, ...] = ()
+    possible_duplicates: int = 0  # retried events the destination may already have taken
 
 
 class DeadLetterRow(msgspec.Struct, frozen=True):

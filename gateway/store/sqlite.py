@@ -16,6 +16,7 @@ from gateway.store import sqlite_schema as sql
 from gateway.store.base import (
     DEAD,
     DELIVERED,
+    POSSIBLE_DUPLICATES,
     RETRIED,
     BackpressureError,
     Chunk,
@@ -380,6 +381,8 @@ class SqliteStore:
             txn.counts[destination, DELIVERED] += s.delivered
             txn.counts[destination, RETRIED] += len(s.retry)
             txn.counts[destination, DEAD] += len(s.dead)
+            if s.possible_duplicates:
+                txn.counts[destination, POSSIBLE_DUPLICATES] += s.possible_duplicates
         conn.executemany(sql.RETRY_IN_PLACE, retry_in_place)
         conn.executemany(sql.DELETE_DELIVERY, done)
         conn.executemany(sql.INSERT_DEAD_LETTER, dead_letters)

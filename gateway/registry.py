@@ -11,6 +11,7 @@ BUILTIN = {
     "segment": "adapters.segment",
     "webhook": "adapters.webhook",
     "file": "adapters.file",
+    "thrivestack": "adapters.thrivestack",
 }
 
 SOURCE_ATTRS = ("ROUTES", "decode", "reply_ok", "reply_error")

@@ -12,6 +12,10 @@ Source half (a vendor dialect trackgate accepts):
     decode(request, limits) -> Decoded          raises IngestError for whole-request problems
     reply_ok(request, accepted, duplicates) -> Reply
     reply_error(request, error) -> Reply         the vendor's own error shape
+    DEFAULT_LIMITS: SourceLimits                 optional: the vendor's own request limits,
+                                                 for sources that set no `limits:`
+    EMPTY_REQUEST_OK: bool                       optional: a request without events is a
+                                                 success (reply_ok(request, 0, 0)), not a 400
 
 Destination half (somewhere trackgate delivers):
     Settings: type[msgspec.Struct]               `settings:` of the YAML; forbid unknown keys

@@ -158,7 +158,12 @@ class Gateway:
         await self._reply(send, scope, status, body)
 
     async def _send_reply(self, send, scope, reply: Reply):
-        headers = [(b"content-type", reply.content_type.encode()), (b"content-length", str(len(reply.body)).encode())]
+        if reply.status == 204:  # no content: no content headers either (RFC 9110 8.6)
+            headers = []
+        else:
+            headers = [(b"content-length", str(len(reply.body)).encode())]
+            if reply.content_type:
+                headers.append((b"content-type", reply.content_type.encode()))
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         headers += self._cors(scope)
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def cmd_send(args) -> int:
     if sample is None:
         print(f"trackgate: format {args.format!r} has no sample request", file=sys.stderr)
         return EXIT_USAGE
-    fields = {"type": args.type, "userId": args.user_id, "event": args.event, "messageId": args.message_id}
+    # A messageId always, as SDKs send one (and some dialects require it).
+    message_id = args.message_id or str(uuid.uuid4())
+    fields = {"type": args.type, "userId": args.user_id, "event": args.event, "messageId": message_id}
     path, headers, body = sample(args.key, {k: v for k, v in fields.items() if v})
     request = urllib.request.Request(args.url.rstrip("/") + path, data=body, headers=headers, method="POST")
     try:

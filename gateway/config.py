@@ -45,13 +45,21 @@ class StoreConfig(Strict):
 
 
 class LimitsConfig(Strict):
-    max_event_bytes: int = 32 * 1024
-    max_request_bytes: int = 500 * 1024
-    max_events: int = 2500
+    """`limits:` of a source. A field left out takes the format's default (its adapter's
+    DEFAULT_LIMITS: the vendor's own limits), else SourceLimits' (Segment's)."""
+
+    max_event_bytes: int | None = None
+    max_request_bytes: int | None = None
+    max_events: int | None = None
 
     def __post_init__(self):
-        if min(self.max_event_bytes, self.max_request_bytes, self.max_events) <= 0:
+        if any(v is not None and v <= 0 for v in msgspec.structs.astuple(self)):
             raise ValueError("limits must be positive")
+
+    def resolve(self, defaults: SourceLimits | None = None) -> SourceLimits:
+        chosen = msgspec.structs.asdict(defaults or SourceLimits())
+        chosen.update({k: v for k, v in msgspec.structs.asdict(self).items() if v is not None})
+        return SourceLimits(**chosen)
 
 
 class SourceConfig(Strict):
@@ -60,9 +68,6 @@ class SourceConfig(Strict):
     destinations: tuple[str, ...] = ()
     limits: LimitsConfig = LimitsConfig()
 
-    @property
-    def source_limits(self) -> SourceLimits:
-        return SourceLimits(**msgspec.structs.asdict(self.limits))
 
 
 class FilterConfig(Strict):

@@ -62,12 +62,14 @@ def build_dialects(config: GatewayConfig) -> dict[str, Dialect]:
                 keys[hashlib.sha256(key.encode()).digest()] = source
         # Keys arrive inside bodies, so limits apply before the source is known: the
         # format's most generous source limits bound the decode.
+        adapter = registry.source(fmt)
+        each = [spec.limits.resolve(getattr(adapter, "DEFAULT_LIMITS", None)) for _, spec in sources]
         limits = SourceLimits(
-            max_event_bytes=max(s.limits.max_event_bytes for _, s in sources),
-            max_request_bytes=max(s.limits.max_request_bytes for _, s in sources),
-            max_events=max(s.limits.max_events for _, s in sources),
+            max_event_bytes=max(s.max_event_bytes for s in each),
+            max_request_bytes=max(s.max_request_bytes for s in each),
+            max_events=max(s.max_events for s in each),
         )
-        dialects[fmt] = Dialect(registry.source(fmt), limits, keys)
+        dialects[fmt] = Dialect(adapter, limits, keys)
     return dialects
 
 
@@ -151,6 +153,8 @@ class Ingest:
             extra = f" ({len(decoded.rejects)} events rejected)" if len(decoded.rejects) > 1 else ""
             raise IngestError(400, first.code, first.message + extra, rejects=decoded.rejects)
         if not entries:
+            if getattr(adapter, "EMPTY_REQUEST_OK", False):  # the vendor answers an empty batch with success
+                return adapter.reply_ok(request, 0, 0)
             raise IngestError(400, "no_events", "the request holds no events")
         try:
             results = await self.store.append(entries, counts)

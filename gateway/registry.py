@@ -12,6 +12,7 @@ BUILTIN = {
     "webhook": "adapters.webhook",
     "file": "adapters.file",
     "thrivestack": "adapters.thrivestack",
+    "tranthor": "adapters.tranthor",
 }
 
 SOURCE_ATTRS = ("ROUTES", "decode", "reply_ok", "reply_error")

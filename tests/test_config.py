@@ -49,7 +49,7 @@ def test_defaults_fill_in():
     dest = config.destinations["archive"]
     assert (dest.enabled, dest.paused) == (True, False)
     assert dest.batch.max_events is None and dest.retry.policy().max_attempts == 12  # None: the API's own limit
-    assert config.sources["web"].limits.max_event_bytes == 32 * 1024
+    assert config.sources["web"].limits.resolve().max_event_bytes == 32 * 1024
 
 
 def test_variables_are_filled_from_the_environment():

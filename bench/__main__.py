@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import delivery, ingest, report
+from bench import amplitude, delivery, ingest, report
 from bench.load import ensure_wrk
 from bench.payloads import pool_stats, write_pools
 from bench.targets import Server, start_emulator, start_floor, start_gateway
@@ -69,6 +69,9 @@ def run(s: dict, workdir: Path) -> dict:
             outcome = delivery.run(workdir, emulator, pools["batch"], n, s["delivery_timeout_s"])
             results["delivery"] = outcome.as_dict()
             print(f"  done in {time.monotonic() - started:.1f} s", flush=True)
+            print("delivery to Amplitude: the same backlog through the amplitude destination", flush=True)
+            outcome = amplitude.run(workdir, pools["batch"], n, s["delivery_timeout_s"])
+            results["delivery_amplitude"] = outcome.as_dict()
     finally:
         for server in reversed(running):
             server.stop()

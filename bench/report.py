@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.amplitude import line as amplitude_line
+
 WORK = Path(__file__).resolve().parent / ".work"
 TARGETS = {"single": 0.5, "batch": 0.5, "delivery": 1.0}  # gateway / floor, delivery / batch ingest
 
@@ -65,6 +67,8 @@ def table(results: dict) -> str:
             f"gateway CPU {d['gateway_cpu_us_per_event']:.1f} us/event, emulator CPU "
             f"{d['emulator_cpu_us_per_event']:.1f} us/event; backlog queued in {d['load_s']:.2f} s",
         ]
+    if results.get("delivery_amplitude"):
+        lines.append(amplitude_line(results["delivery_amplitude"], s["delivery_timeout_s"]))
     lines += ["", f"{'ratio':<34} {'measured':>8} {'target':>7}"]
     names = {
         "single": "single req/s, gateway / floor",

@@ -11,6 +11,7 @@ BUILTIN = {
     "segment": "adapters.segment",
     "webhook": "adapters.webhook",
     "file": "adapters.file",
+    "amplitude": "adapters.amplitude",
     "thrivestack": "adapters.thrivestack",
     "tranthor": "adapters.tranthor",
 }

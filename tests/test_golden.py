@@ -9,7 +9,8 @@ source       {"request": {"path", "method"?, "headers"?, "body" | "body_text" | 
              A JSON "body" is sent as json.dumps(body, separators=(",", ":"),
              ensure_ascii=False) in UTF-8. Each reject's payload must be the rejected item.
 reply        {"request"?: {...}, "ok": {"accepted", "duplicates"}
-                                 | "error": {"status", "code", "message", "retry_after_s"?},
+                                 | "error": {"status", "code", "message", "retry_after_s"?,
+                                            "rejects"?: [Reject fields]},
               "expect": {"status", "body" | "body_text", "headers"?: {...}}}
 destination  {"settings", "events": [canonical JSON, encoded like a JSON "body"],
               "expect": {"requests": [{"url", "method"?, "headers", "events"?,
@@ -35,6 +36,7 @@ from gateway.adapter import (
     BatchLimits,
     InboundRequest,
     IngestError,
+    Reject,
     Response,
     SourceLimits,
     decode_event,
@@ -142,9 +144,8 @@ def run_reply(module, case: dict) -> None:
         reply = module.reply_ok(request, case["ok"]["accepted"], case["ok"]["duplicates"])
     else:
         spec = case["error"]
-        error = IngestError(
-            spec["status"], spec["code"], spec["message"], spec.get("retry_after_s")
-        )
+        rejects = [msgspec.convert(r, Reject) for r in spec.get("rejects", [])]
+        error = IngestError(spec["status"], spec["code"], spec["message"], spec.get("retry_after_s"), rejects)
         reply = module.reply_error(request, error)
     expect = case["expect"]
     assert reply.status == expect["status"]
@@ -181,8 +182,10 @@ def run_destination(module, case: dict) -> None:
 
 
 def _check_limits(requests: list, count: int, limits: BatchLimits) -> None:
-    """Every event in exactly one request, in order; no request over the limits."""
-    assert [i for request in requests for i in request.events] == list(range(count))
+    """Every event in a request (some, like Amplitude's groups, in two), each request's
+    events in order; no request over the limits."""
+    assert {i for request in requests for i in request.events} == set(range(count))
+    assert all(list(request.events) == sorted(set(request.events)) for request in requests)
     for request in requests:
         assert len(request.events) <= limits.max_events
         assert len(request.body) <= limits.max_bytes or len(request.events) == 1

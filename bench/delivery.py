@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.payloads import BATCH_SIZE, PLACEHOLDER, token
-from bench.targets import SOURCE_KEY, Server, start_gateway
+from bench.targets import SEGMENT, SOURCE_KEY, Destination, Server, start_gateway
 from tests.emulators.segment_api import basic_auth
 
 POLL_S = 0.02
@@ -64,14 +64,20 @@ async def _post_backlog(url: str, bodies: list[bytes], requests: int, concurrenc
         await asyncio.gather(*(worker(session, i) for i in range(concurrency)))
 
 
-def run(workdir: Path, emulator: Server, pool: Path, events: int, timeout_s: float) -> DeliveryResult:
+def run(
+    workdir: Path, emulator: Server, pool: Path, events: int, timeout_s: float, destination: Destination = SEGMENT
+) -> DeliveryResult:
+    """Queue `events` (rounded up to whole batches) paused, then time the drain to `emulator`."""
     bodies = pool.read_bytes().splitlines()
     requests = -(-events // BATCH_SIZE)
     events = requests * BATCH_SIZE
-    store = workdir / "delivery-store" / "trackgate.db"
+    store = workdir / f"delivery-{destination.name}" / "trackgate.db"
     store.parent.mkdir(parents=True, exist_ok=True)
 
-    gateway = start_gateway(workdir, store, emulator.url, paused=True, name="gateway-backlog")
+    def start(paused: bool, name: str) -> Server:
+        return start_gateway(workdir, store, emulator.url, paused, f"{name}-{destination.name}", destination)
+
+    gateway = start(True, "gateway-backlog")
     try:
         started = time.monotonic()
         asyncio.run(asyncio.wait_for(_post_backlog(gateway.url, bodies, requests), timeout_s))
@@ -82,7 +88,7 @@ def run(workdir: Path, emulator: Server, pool: Path, events: int, timeout_s: flo
     before = stats(emulator)
     emulator_cpu = emulator.proc.cpu_seconds()
     launched = time.monotonic()
-    gateway = start_gateway(workdir, store, emulator.url, paused=False, name="gateway-deliver")
+    gateway = start(False, "gateway-deliver")
     try:
         first_t, first_n, first_cpu, now = None, 0, 0.0, before
         deadline = time.monotonic() + timeout_s

@@ -32,36 +32,59 @@ def start_floor(workdir: Path, name: str = "floor") -> Server:
     return server
 
 
-def gateway_config(store: Path, port: int, emulator_url: str, paused: bool) -> dict:
+class Destination:
+    """A destination the delivery phase drains to: its type, settings and emulator."""
+
+    def __init__(self, name: str, settings: dict, emulator_argv: list[str], batch: dict | None = None):
+        self.name, self.settings, self.emulator_argv, self.batch = name, settings, emulator_argv, batch or {}
+
+
+SEGMENT = Destination(
+    "segment",
+    {"write_key": DESTINATION_KEY},
+    ["-m", "tests.emulators.segment_api", "--write-key", DESTINATION_KEY],
+)
+AMPLITUDE = Destination(
+    "amplitude",
+    {"api_key": "bench-amplitude-key"},
+    ["-m", "tests.emulators.amplitude_api", "--api-key", "bench-amplitude-key"],
+    batch={"max_bytes": 1_000_000},  # Amplitude's own limit per request
+)
+
+
+def gateway_config(store: Path, port: int, emulator_url: str, paused: bool, destination: Destination = SEGMENT) -> dict:
     return {
         "server": {"host": HOST, "port": port},
         "store": {"backend": "sqlite", "path": str(store), "max_backlog_bytes": 64 << 30},
-        "sources": {"bench": {"format": "segment", "keys": [SOURCE_KEY], "destinations": ["segment"]}},
+        "sources": {"bench": {"format": "segment", "keys": [SOURCE_KEY], "destinations": [destination.name]}},
         "destinations": {
-            "segment": {
-                "type": "segment",
+            destination.name: {
+                "type": destination.name,
                 "paused": paused,
-                "settings": {"write_key": DESTINATION_KEY, "base_url": emulator_url},
+                "settings": {**destination.settings, "base_url": emulator_url},
+                **({"batch": destination.batch} if destination.batch else {}),
             }
         },
     }
 
 
-def start_gateway(workdir: Path, store: Path, emulator_url: str, paused: bool, name: str = "gateway") -> Server:
+def start_gateway(
+    workdir: Path, store: Path, emulator_url: str, paused: bool, name: str = "gateway", destination: Destination = SEGMENT
+) -> Server:
     """`trackgate serve` on a generated config; ready once GET /readyz answers 200."""
     port = free_port()
     config = workdir / f"{name}.yaml"
-    config.write_text(yaml.safe_dump(gateway_config(store, port, emulator_url, paused), sort_keys=False))
+    config.write_text(yaml.safe_dump(gateway_config(store, port, emulator_url, paused, destination), sort_keys=False))
     proc = Proc(name, [TRACKGATE, "serve", str(config), "--log-level", "warning"], workdir / f"{name}.out")
     server = Server(proc, f"http://{HOST}:{port}")
     _ready(server)
     return server
 
 
-def start_emulator(workdir: Path) -> Server:
-    """The Segment emulator as its own process, in count-only mode."""
-    argv = [PYTHON, "-m", "tests.emulators.segment_api", "--port", "0", "--write-key", DESTINATION_KEY, "--count-only"]
-    proc = Proc("segment-emulator", argv, workdir / "emulator.out", pipe=True)
+def start_emulator(workdir: Path, destination: Destination = SEGMENT) -> Server:
+    """The destination's API emulator as its own process, in count-only mode."""
+    argv = [PYTHON, *destination.emulator_argv, "--port", "0", "--count-only"]
+    proc = Proc(f"{destination.name}-emulator", argv, workdir / f"{destination.name}-emulator.out", pipe=True)
     try:
         url = proc.first_line()
     except BaseException:

@@ -1,8 +1,8 @@
 """ThriveStack's telemetry API both ways: the dialect its clients post in, and ThriveStack as a destination.
 
-Facts: /work/shared/reference/vendor-apis.md section 4 (ThriveStack's public API pages
-public/api/{identify,track,group}.html, "Last updated: March 23, 2026"), and the cheat-sheets
-of section 6. No ThriveStack SDK could be installed to capture its traffic (sdk-wire-notes.md).
+Facts: ThriveStack's public API pages (api/{identify,track,group}, "Last updated: March 23,
+2026") and its docs' LLM guidance file. No ThriveStack SDK could be installed to capture its
+traffic, so the wire format is the documented one.
 
 Source half: `POST /api/identify`, `/api/track`, `/api/group`, the API key in `x-api-key` (the
 legacy `Authorization: Bearer` JWT is not taken), the body a JSON array of one or more objects

@@ -1,4 +1,4 @@
-"""adapters/amplitude.py beyond the golden fixtures: atomic rejects and the 400 that names them,
+"""adapters/amplitude/ beyond the golden fixtures: atomic rejects and the 400 that names them,
 the form endpoints, round trips, group and alias fan-out, batching limits, and each lossy case."""
 
 import json
@@ -10,11 +10,14 @@ import pytest
 from adapters import amplitude
 from gateway import registry
 from gateway.adapter import (
+    Group,
+    Identify,
     InboundRequest,
     IngestError,
     OutboundRequest,
     Response,
     SourceLimits,
+    Track,
     decode_event,
     encode_event,
 )
@@ -163,6 +166,37 @@ def test_derived_message_id_is_stable_across_resends_with_time():
 def test_derived_message_id_without_time_differs_per_request():
     body = {"api_key": "K", "events": [{"event_type": "E", "user_id": "user-123"}]}
     assert decode(body).events[0].message_id != decode(body, received_at="2026-11-23T11:26:29.000Z").events[0].message_id
+
+
+# ---- source: the sample call of `trackgate send` --------------------------------------------
+
+SAMPLE_TYPES = {"identify": Identify, "alias": Identify, "group": Group, "track": Track, "page": Track, "screen": Track}
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLE_TYPES))
+def test_sample_request_decodes_to_the_intended_event(kind):
+    path, headers, body = amplitude.sample_request("K", {"type": kind, "userId": "u-9", "event": "Ev", "messageId": "m-9"})
+    assert (path, headers) == ("/2/httpapi", {"Content-Type": "application/json; charset=UTF-8"})
+    decoded = amplitude.decode(inbound(body, path=path), SourceLimits())
+    assert decoded.key == "K" and not decoded.rejects
+    (event,) = decoded.events
+    assert type(event) is SAMPLE_TYPES[kind] and (event.user_id, event.message_id) == ("u-9", "m-9")
+    [sent] = json.loads(body)["events"]
+    assert sent["insert_id"] == "m-9" and sent["library"] == "amplitude-python/1.3.0"
+
+
+def test_sample_events_are_named_as_the_destination_names_pages_screens_and_groups():
+    names = {}
+    for kind in ("page", "screen", "track", "group", "alias"):
+        [sent] = json.loads(amplitude.sample_request("K", {"type": kind, "event": "Ev"})[2])["events"]
+        names[kind] = sent["event_type"]
+        assert sent["user_id"] == "trackgate-test-user" and "insert_id" not in sent
+    assert names == {"page": "Viewed Home Page", "screen": "Viewed Home Screen", "track": "Ev",
+                     "group": "$groupidentify", "alias": "$identify"}
+    [alias] = decode(amplitude.sample_request("K", {"type": "alias", "userId": "u-9"})[2]).events
+    assert alias.anonymous_id == "trackgate-test-anonymous"  # Amplitude merges the device into the user
+    [group] = decode(amplitude.sample_request("K", {"type": "group"})[2]).events
+    assert group.group_id == "trackgate-test-group"
 
 
 # ---- round trips -----------------------------------------------------------------------------

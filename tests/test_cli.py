@@ -26,10 +26,17 @@ def test_help_lists_every_command():
     assert trackgate().returncode == 2  # no command: usage error
 
 
+DIALECTS = ("segment", "amplitude", "thrivestack", "tranthor")
+
+
 @pytest.fixture
 def gateway(tmp_path):
     config = {
-        "sources": {"web": {"format": "segment", "keys": [KEY], "destinations": ["archive"]}},
+        "sources": {
+            "web": {"format": "segment", "keys": [KEY], "destinations": ["archive"]},
+            # one source per other dialect, keyed by its name
+            **{fmt: {"format": fmt, "keys": [f"{fmt}-key"], "destinations": ["archive"]} for fmt in DIALECTS[1:]},
+        },
         "destinations": {"archive": {"type": "file", "settings": {"path": "events.jsonl"}, "batch": {"max_wait_ms": 10}}},
     }
     with GatewayProcess(tmp_path, config) as gw:
@@ -45,6 +52,19 @@ def test_send_posts_each_call_type(gateway, kind):
     line = wait_until(lambda: out.exists() and out.read_text().strip())
     event = json.loads(line.splitlines()[-1])
     assert (event["type"], event["messageId"]) == (kind, f"cli-{kind}")
+
+
+@pytest.mark.parametrize("fmt", DIALECTS[1:])
+@pytest.mark.parametrize("kind", ["identify", "track", "group"])
+def test_send_speaks_every_dialect(gateway, fmt, kind):
+    message_id = f"cli-{fmt}-{kind}"
+    result = trackgate("send", "--url", gateway.url, "--format", fmt, "--key", f"{fmt}-key", "--type", kind,
+                       "--message-id", message_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = gateway.workdir / "events.jsonl"
+    line = wait_until(lambda: out.exists() and message_id in out.read_text() and out.read_text())
+    (event,) = [json.loads(x) for x in line.splitlines() if message_id in x]
+    assert (event["type"], event["source"], event["userId"]) == (kind, fmt, "trackgate-test-user")
 
 
 def test_send_reports_a_refusal(gateway):

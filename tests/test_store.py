@@ -190,6 +190,24 @@ def test_concurrent_appends_are_durable_and_group_committed(open_store):
     asyncio.run(scenario())
 
 
+def test_sqlite_small_calls_of_one_commit_share_a_chunk(tmp_path):
+    """Single-event calls committed together write one chunk row, not one each (the
+    single-event ingest path's cost); a merged chunk stays under MERGED_MAX_EVENTS."""
+    from gateway.store.sqlite_schema import MERGED_MAX_EVENTS
+
+    async def scenario():
+        async with open_store_at(str(tmp_path / "s.db")) as store:
+            n = MERGED_MAX_EVENTS + 100
+            calls = [store.append([entry(f"m{i}", "a")]) for i in range(n)]
+            assert await asyncio.gather(*calls) == [[True]] * n
+            assert store.commit_count <= 3  # the first call's commit, then the rest together
+            chunks = await store.lease("a", 10 * n)
+            assert sorted(ids_of(chunks)) == sorted(f"m{i}" for i in range(n))
+            assert len(chunks) < n / 100 and max(c.n_events for c in chunks) <= MERGED_MAX_EVENTS
+
+    asyncio.run(scenario())
+
+
 def test_a_failing_call_does_not_fail_the_calls_sharing_its_commit(open_store):
     async def scenario():
         async with open_store() as store:

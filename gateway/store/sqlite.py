@@ -348,7 +348,7 @@ class SqliteStore:
                 by_destinations.setdefault(entry.destinations, []).append(entry.payload)
         for destinations, payloads in by_destinations.items():
             if destinations:
-                txn.add_chunk(destinations, payloads, now)
+                txn.add_new(destinations, payloads)
                 txn.woken.update(destinations)
         if len(seen) > self._dedupe_max_ids:
             self._evict_oldest_ids()

@@ -14,6 +14,9 @@ from gateway.store.segments import Segments
 REJECTED = "rejected"  # the one counter kept per source rather than per destination
 BUSY_TIMEOUT_S = 5.0  # the CLI opens the same file while the gateway runs
 WAL_SIZE_LIMIT = 16 << 20
+# Small appends of one commit merge into chunks of at most these (kept inline in their row).
+MERGED_MAX_EVENTS = 500
+MERGED_MAX_BYTES = 64 << 10
 
 # A chunk's payload is either inline (`payload`, for chunks under the store's
 # `inline_max_bytes`: one fsync per commit, no segment write) or in a segment file
@@ -228,6 +231,7 @@ class GroupWrite:
         self.inline_max_bytes = inline_max_bytes
         self._seq_base_read = False
         self._chunks: list[tuple] = []
+        self._small: dict[tuple[str, ...], list] = {}  # destinations -> [payloads, bytes] to merge
         self._deliveries: list[tuple] = []
         self._bodies: list[bytes] = []  # payloads to write, new chunks' and relocated ones'
         self._tail: tuple[int, int] | None = None  # (segment, offset) of the first body
@@ -242,6 +246,22 @@ class GroupWrite:
         self.woken: set[str] = set()  # destinations given work that is due now
         self.checkpoint = False  # truncate the WAL after COMMIT
 
+    def add_new(self, destinations: tuple[str, ...], payloads: Sequence[bytes]) -> None:
+        """The new events of one append. Small appends of one commit that go to the same
+        destinations share a chunk: a commit of N single-event calls writes one row, not N."""
+        size = sum(map(len, payloads)) + len(payloads) + 1
+        if size >= self.inline_max_bytes:
+            self.add_chunk(destinations, payloads, self.now)
+            return
+        pending = self._small.get(destinations)
+        if pending is not None and (pending[1] + size > MERGED_MAX_BYTES or len(pending[0]) >= MERGED_MAX_EVENTS):
+            self.add_chunk(destinations, pending[0], self.now, inline_below=MERGED_MAX_BYTES)
+            pending = None
+        if pending is None:
+            pending = self._small[destinations] = [[], 0]
+        pending[0].extend(payloads)
+        pending[1] += size
+
     def add_chunk(
         self,
         destinations: Iterable[str],
@@ -250,10 +270,12 @@ class GroupWrite:
         attempts: int = 0,
         due: float | None = None,
         error: str | None = None,
+        inline_below: int | None = None,
     ) -> None:
         body = b"[" + b",".join(payloads) + b"]"  # the events' own bytes, never re-encoded
         seq = self._new_seq()
-        self._chunks.append((seq, received_at, len(payloads), len(body), *self._place(body)))
+        place = self._place(body, inline_below or self.inline_max_bytes)
+        self._chunks.append((seq, received_at, len(payloads), len(body), *place))
         due = self.now if due is None else due
         self._deliveries.extend((name, seq, attempts, due, error) for name in destinations)
         self.bytes_delta += len(body)
@@ -278,6 +300,9 @@ class GroupWrite:
 
     def flush(self) -> None:
         conn = self.conn
+        for destinations, (payloads, _) in self._small.items():
+            self.add_chunk(destinations, payloads, self.now, inline_below=MERGED_MAX_BYTES)
+        self._small.clear()
         if self._bodies:
             # Durable before the rows that point at them commit: a crash in between leaves
             # orphan bytes, never a chunk without its payload.
@@ -296,12 +321,12 @@ class GroupWrite:
         added = (self._in_tail, self._tail_bytes)
         self.segments.committed(added, self._dropped, self._relocated)
 
-    def _place(self, body: bytes) -> tuple[int | None, int | None, bytes | None]:
+    def _place(self, body: bytes, inline_below: int) -> tuple[int | None, int | None, bytes | None]:
         """(segment, offset, payload) columns for `body`: (None, None, body) under
-        `inline_max_bytes`, else where it lands in the group's one segment write. The
+        `inline_below` bytes, else where it lands in the group's one segment write. The
         group's first such body may rotate the segment; the sparse old ones are then
         relocated behind it."""
-        if len(body) < self.inline_max_bytes:
+        if len(body) < inline_below:
             return None, None, body
         if self._tail is None:
             self._tail = self.segments.tail()
@@ -322,7 +347,7 @@ class GroupWrite:
         payloads = self.segments.read(location for _, *location in rows)
         if None in payloads:
             return  # cannot happen to files counted here; leave them rather than fail appends
-        moves = [(*self._place(payload), row[0]) for row, payload in zip(rows, payloads)]
+        moves = [(*self._place(payload, self.inline_max_bytes), row[0]) for row, payload in zip(rows, payloads)]
         self.conn.executemany(_MOVE_CHUNK, moves)
         for _, segment, _, nbytes in rows:
             self._drop(segment, nbytes)

@@ -157,7 +157,6 @@ def decode(request: InboundRequest, limits: SourceLimits) -> Decoded:
             return fast
     envelope = _envelope(request.body, kind)
     key = _key(request, envelope)
-    times: dict[str, str] = {}
     if kind is None:
         items = envelope.batch
         if items is None:
@@ -166,7 +165,7 @@ def decode(request: InboundRequest, limits: SourceLimits) -> Decoded:
             raise IngestError(
                 400, "too_many_events", f"{len(items)} messages; at most {limits.max_events}"
             )
-        batch = (envelope.context, envelope.integrations, _batch_sent_at(envelope.sentAt, times))
+        batch = (envelope.context, envelope.integrations, _batch_sent_at(envelope.sentAt))
     else:
         items = [request.body]
         batch = _NO_BATCH
@@ -180,7 +179,7 @@ def decode(request: InboundRequest, limits: SourceLimits) -> Decoded:
                 raise _Invalid("event_too_large", f"message is {len(item)} bytes; at most {limit}")
             if check_utf8 and not _is_utf8(item):
                 raise _Invalid("invalid_encoding", "message: not valid UTF-8")
-            events.append(_event(item, kind, batch, times))
+            events.append(_event(item, kind, batch))
         except _Invalid as problem:
             rejects.append(Reject(index, problem.code, problem.message, bytes(item)))
     return Decoded(key, events, rejects)
@@ -201,7 +200,7 @@ def _whole_single(request: InboundRequest, kind: str, limits: SourceLimits) -> D
         return None
     try:
         event = _decode_as[kind](request.body)
-        _normalise(event, _NO_BATCH, {})
+        _normalise(event, _NO_BATCH)
     except (_Invalid, msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError too
         return None
     return Decoded(key, [event])
@@ -221,10 +220,9 @@ def _whole_batch(request: InboundRequest, limits: SourceLimits) -> Decoded | Non
     events = envelope.batch
     if events is None or len(events) > limits.max_events:
         return None
-    times: dict[str, str] = {}
     try:
-        batch = (envelope.context, envelope.integrations, _batch_sent_at(envelope.sentAt, times))
-        sizes = [_normalise(event, batch, times) for event in events]
+        batch = (envelope.context, envelope.integrations, _batch_sent_at(envelope.sentAt))
+        sizes = [_normalise(event, batch) for event in events]
     except (_Invalid, IngestError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     if sizes and len(body) - sum(sizes) + max(sizes) > limits.max_event_bytes:
@@ -282,18 +280,18 @@ def _decode_basic(header: str) -> str | None:
     return text.partition(":")[0] or None
 
 
-def _batch_sent_at(value: Any, times: dict[str, str]) -> str | None:
+def _batch_sent_at(value: Any) -> str | None:
     if value is None or value == "":
         return None
     try:
         if not isinstance(value, str):
             raise _Invalid("invalid_timestamp", "sentAt: must be an ISO 8601 string")
-        return _time(value, "sentAt", times)
+        return _time(value, "sentAt")
     except _Invalid as problem:
         raise IngestError(400, problem.code, problem.message) from None
 
 
-def _event(item: Any, kind: str | None, batch: tuple, times: dict[str, str]) -> Event:
+def _event(item: Any, kind: str | None, batch: tuple) -> Event:
     try:
         try:
             event = _decode_any(item) if kind is None else _decode_as[kind](item)
@@ -303,7 +301,7 @@ def _event(item: Any, kind: str | None, batch: tuple, times: dict[str, str]) -> 
             fixed = _decode_dict(item)  # the path decides the type
             fixed["type"] = kind
             event = _decode_as[kind](_encode(fixed))
-        _normalise(event, batch, times)
+        _normalise(event, batch)
     except msgspec.ValidationError as error:
         raise _invalid(error) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as error:  # e.g. a lone surrogate escape
@@ -336,7 +334,7 @@ def _reason(error: msgspec.ValidationError) -> str:
     return str(error).rpartition(" - at `")[0] or str(error)
 
 
-def _normalise(event: Any, batch: tuple, times: dict[str, str]) -> int:
+def _normalise(event: Any, batch: tuple) -> int:
     """Validate one decoded message per the Spec and bring it to canonical form, in place.
     Returns a lower bound of the message's size in bytes: the JSON of the fields read here."""
     user_id, anonymous_id, message_id = event.user_id, event.anonymous_id, event.message_id
@@ -386,14 +384,14 @@ def _normalise(event: Any, batch: tuple, times: dict[str, str]) -> int:
     if when:
         size += len(when) + 14  # "timestamp":"..."
         event.timestamp = None
-        event.original_timestamp = _time(when, "timestamp", times)
+        event.original_timestamp = _time(when, "timestamp")
     else:
         if when is not None:
             event.timestamp = None
         when = event.original_timestamp
-        event.original_timestamp = _time(when, "originalTimestamp", times) if when else None
+        event.original_timestamp = _time(when, "originalTimestamp") if when else None
     when = event.sent_at
-    event.sent_at = _time(when, "sentAt", times) if when else sent_at
+    event.sent_at = _time(when, "sentAt") if when else sent_at
     if event.received_at is not None or event.source is not None:
         event.received_at = event.source = None
     return size
@@ -404,15 +402,12 @@ def _object(value: msgspec.Raw) -> dict:
     return _decode_dict(value) if value else {}
 
 
-def _time(text: str, field: str, times: dict[str, str]) -> str:
-    """`text` as trackgate's one time form; `times` caches within a request."""
-    done = times.get(text)
-    if done is None:
-        try:
-            done = times[text] = canonical_time(text)
-        except (ValueError, OverflowError):
-            raise _Invalid("invalid_timestamp", f"{field}: not an ISO 8601 time") from None
-    return done
+def _time(text: str, field: str) -> str:
+    """`text` as trackgate's one time form (no cache: an SDK's events rarely share one)."""
+    try:
+        return canonical_time(text)
+    except (ValueError, OverflowError):
+        raise _Invalid("invalid_timestamp", f"{field}: not an ISO 8601 time") from None
 
 
 _OK = Reply(200, b'{"success":true}')

@@ -132,12 +132,9 @@ class Ingest:
 
     async def _accept(self, adapter, request: InboundRequest, source: Source, decoded, now_ms: int) -> Reply:
         counts: Counter = Counter()
-        entries = []
-        skews: dict[str, int] = {}
-        name, received_at, route, append = source.name, request.received_at, source.routes.route, entries.append
-        for event in decoded.events:
-            enrich(event, name, received_at, now_ms, skews)
-            append(Entry(event.message_id, encode_event(event), route(event, counts)))
+        enrich(decoded.events, source.name, request.received_at, now_ms)
+        route = source.routes.route
+        entries = [Entry(event.message_id, encode_event(event), route(event, counts)) for event in decoded.events]
         if decoded.rejects:
             await self.store.record_rejects(
                 source.name, [(r.code, r.message, r.payload) for r in decoded.rejects]
@@ -170,23 +167,24 @@ class Ingest:
         return adapter.reply_ok(request, accepted, len(results) - accepted)
 
 
-def enrich(event: BaseEvent, source: str, received_at: str, now_ms: int, skews: dict[str, int]) -> None:
+def enrich(events: list[BaseEvent], source: str, received_at: str, now_ms: int) -> None:
     """Fill what the engine owns: source, receivedAt, messageId, skew-corrected timestamp.
 
     timestamp = receivedAt - (sentAt - originalTimestamp), Segment's rule, when the client
     sent both; the client's time as given without sentAt; receipt time without either.
     """
-    event.source = source
-    event.received_at = received_at
-    if not event.message_id:
-        event.message_id = str(uuid.uuid4())
-    original, sent_at = event.original_timestamp, event.sent_at
-    if original is None:
-        event.timestamp = received_at
-    elif sent_at is None:
-        event.timestamp = original
-    else:
-        skew = skews.get(sent_at)  # one sentAt per request, as a rule
-        if skew is None:
-            skew = skews[sent_at] = now_ms - epoch_ms(sent_at)
-        event.timestamp = original if skew == 0 else format_ms(epoch_ms(original) + skew)
+    skews: dict[str, int] = {}  # sentAt -> skew in ms: one sentAt per request, as a rule
+    for event in events:  # a hot loop: one call per request, not per event
+        event.source, event.received_at = source, received_at
+        original, sent_at = event.original_timestamp, event.sent_at
+        if original is None:
+            event.timestamp = received_at
+        elif sent_at is None:
+            event.timestamp = original
+        else:
+            skew = skews.get(sent_at)
+            if skew is None:
+                skew = skews[sent_at] = now_ms - epoch_ms(sent_at)
+            event.timestamp = original if skew == 0 else format_ms(epoch_ms(original) + skew)
+        if not event.message_id:
+            event.message_id = str(uuid.uuid4())

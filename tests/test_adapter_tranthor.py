@@ -45,8 +45,7 @@ def _ingest(body: dict, path: str = BATCH) -> list:
     """decode as the engine would, then enrich: the stored canonical events."""
     decoded = tranthor.decode(_request(path, body), SourceLimits())
     assert decoded.rejects == []
-    for event in decoded.events:
-        enrich(event, "web", RECEIVED_AT, RECEIVED_MS, {})
+    enrich(decoded.events, "web", RECEIVED_AT, RECEIVED_MS)
     return decoded.events
 
 

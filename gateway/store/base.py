@@ -28,8 +28,9 @@ POSSIBLE_DUPLICATES = "possible_duplicates"
 # skipped_filter, skipped_unsupported (the adapter's skip_reason), ...
 
 
-class Entry(msgspec.Struct, frozen=True):
-    """One event to append: its id, its canonical JSON, where it goes (may be empty)."""
+class Entry(msgspec.Struct, frozen=True, gc=False):
+    """One event to append: its id, its canonical JSON, where it goes (may be empty).
+    Untracked by the GC (it holds no containers of its own): a batch makes hundreds."""
 
     message_id: str
     payload: bytes

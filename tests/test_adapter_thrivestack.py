@@ -30,6 +30,7 @@ from gateway.adapter import (
 )
 from gateway.config import RetryConfig
 from gateway.retry import RetryPolicy
+from tests.adapter_checks import mutations
 
 GOLDEN = Path(__file__).parent / "golden" / "thrivestack" / "source"
 SETTINGS = thrivestack.Settings(api_key="TS_API_KEY")
@@ -166,21 +167,11 @@ def test_reply_ok_is_deterministic_per_request() -> None:
     assert thrivestack.reply_ok(_request("/api/track", [{"event_name": "a", "user_id": "u"}]), 0, 1) == one
 
 
-def _mutations(body: bytes, rng: random.Random):
-    yield body[: rng.randrange(len(body))]
-    data = bytearray(body)
-    for _ in range(rng.randrange(1, 8)):
-        data[rng.randrange(len(data))] = rng.choice(b'{}[]",:0an \\\x00\xff')
-    yield bytes(data)
-    cut = rng.randrange(len(body))
-    yield body[:cut] + rng.choice([b"[", b"{", b'"', b"null", b"-1e999", b'"\\ud800"', b"7,"]) + body[cut:]
-
-
 @pytest.mark.parametrize("seed", range(40))
 def test_bad_input_is_a_reject_or_an_ingest_error_never_a_crash(seed: int) -> None:
     rng = random.Random(seed)
     path, items = rng.choice(_docs_examples())
-    for mutated in _mutations(json.dumps(items).encode(), rng):
+    for mutated in mutations(json.dumps(items).encode(), rng):
         try:
             decoded = thrivestack.decode(_request(path, mutated), SourceLimits())
         except IngestError as error:

@@ -9,6 +9,7 @@ from segment.analytics.client import Client
 
 from tests.emulators.amplitude_api import AmplitudeEmulator
 from tests.gatewayproc import GatewayProcess, post, wait_until
+from tests.test_segment_sdk import send_every_call
 
 KEY = "segment-in-key"
 OUT = "amplitude-out-key"
@@ -59,33 +60,26 @@ def test_segment_sdk_calls_arrive_translated(tmp_path):
     with AmplitudeEmulator(api_key=OUT) as emulator:
         with GatewayProcess(tmp_path, config(emulator.url)) as gateway:
             client = Client(KEY, host=gateway.url, max_retries=0)
-            sent = [
-                client.identify("user-1", {"email": "ada@example.com", "firstName": "Ada"}),
-                client.track("user-1", "Order Completed", {"revenue": 42.5, "currency": "EUR"}),
-                client.page("user-1", "Docs", "Install", {"url": "https://example.com/docs/install"}),
-                client.screen("user-1", "Onboarding", "Welcome", {"step": 1}),
-                client.group("user-1", "acme", {"name": "Acme Inc", "plan": "enterprise"}),
-                client.alias("anon-7", "user-1"),
-                client.track(anonymous_id="anon-9", event="Viewed Pricing"),
-            ]
+            sent = send_every_call(client)  # by messageId
             client.flush()
             client.join()
             assert emulator.wait_for_unique(6), gateway.log()
             assert emulator.wait_until(lambda: len(emulator.group_identifies) == 1)
             counters = wait_until(lambda: settled(gateway))["counters"]
-    ids = {msg["type"]: msg["messageId"] for _, msg in sent if msg["type"] != "track"}
+    ids = {msg["type"]: message_id for message_id, msg in sent.items() if msg["type"] != "track"}
+    tracks = {msg["event"]: msg for msg in sent.values() if msg["type"] == "track"}
     received = {event["insert_id"]: event for event in emulator.events}
     assert received[ids["identify"]]["event_type"] == "$identify"
     assert received[ids["identify"]]["user_properties"] == {"$set": {"email": "ada@example.com", "firstName": "Ada"}}
-    order = received[sent[1][1]["messageId"]]
+    order = received[tracks["Order Completed"]["messageId"]]
     assert (order["event_type"], order["revenue"], order["currency"]) == ("Order Completed", 42.5, "EUR")
-    assert order["library"] == f"analytics-python/{sent[1][1]['context']['library']['version']}"
+    assert order["library"] == f"analytics-python/{tracks['Order Completed']['context']['library']['version']}"
     assert received[ids["page"]]["event_type"] == "Viewed Install Page"
     assert received[ids["screen"]]["event_type"] == "Viewed Welcome Screen"
     assert received[ids["group"]]["groups"] == {"company": "acme"}
     assert emulator.group_identifies == [{"group_type": "company", "group_value": "acme",
                                           "group_properties": {"$set": {"name": "Acme Inc", "plan": "enterprise"}}}]
-    anonymous = received[sent[6][1]["messageId"]]
+    anonymous = received[tracks["Viewed Pricing"]["messageId"]]
     assert "user_id" not in anonymous and anonymous["device_id"] == "anon-9"
     assert ids["alias"] not in received and counters["skipped_alias_unsupported"] == 1
     assert counters["delivered"] == 6 and len(emulator.events) == 6

@@ -12,7 +12,7 @@ from tests.emulators.segment_api import SegmentEmulator
 from tests.emulators.thrivestack_api import ThriveStackEmulator
 from tests.emulators.tranthor_api import TranthorEmulator
 from tests.gatewayproc import GatewayProcess, post, wait_until
-from tests.test_tranthor_e2e import IN_TOKEN, node_sdk, run_sdk  # noqa: F401 (node_sdk: a fixture)
+from tests.test_tranthor_e2e import IN_TOKEN, run_sdk
 
 TS_KEY = "ts-in-key"
 CONTEXT = {"group_id": "acc-1", "device_id": "dev-1", "session_id": "session_abc", "source": "product"}

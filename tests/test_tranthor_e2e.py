@@ -6,35 +6,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-
-import pytest
 
 from tests.emulators.segment_api import SegmentEmulator
 from tests.emulators.tranthor_api import TranthorEmulator
 from tests.gatewayproc import GatewayProcess, get, post, wait_until
 
 NODE_DIR = Path(__file__).parent / "node"
-SDK_SCRIPT = NODE_DIR / "dittofeed_calls.mjs"
 IN_TOKEN = "d2staWQtMTp3ay1zZWNyZXQtMg=="  # what follows "Basic " in the SDK's writeKey
 OUT_TOKEN = "dGFyZ2V0LWlkOnRhcmdldC1zZWNyZXQ="
 SEGMENT_KEY = "segment-out"
 AUTH = {"authorization": f"Basic {IN_TOKEN}", "Content-Type": "application/json"}
 BATCH = "/api/public/apps/batch"
 QUICK_RETRY = {"max_attempts": 3, "max_age_s": 0, "backoff_base_s": 0.05, "backoff_max_s": 0.2}
-
-
-@pytest.fixture(scope="module")
-def node_sdk() -> Path:
-    """The SDK as `make test` installs it; installed here when missing. A failed install fails."""
-    if not (NODE_DIR / "node_modules" / "@dittofeed" / "sdk-node" / "package.json").exists():
-        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, f"npm ci failed in {NODE_DIR}:\n{done.stdout}\n{done.stderr}"
-    return SDK_SCRIPT
 
 
 def run_sdk(script: Path, host: str, calls: list[dict]) -> dict:

@@ -172,7 +172,13 @@ class Worker:
     def _items(self, chunks: list[Chunk]) -> list[Item]:
         items = []
         for index, chunk in enumerate(chunks):
-            payloads = _split_chunk(chunk.payload)  # Raw views: copied only to retry or dead-letter
+            try:
+                payloads = _split_chunk(chunk.payload)  # Raw views: copied only to retry or dead-letter
+            except msgspec.DecodeError:  # damaged storage: keep the bytes where people look, once
+                item = Item(index, msgspec.Raw(chunk.payload), None)
+                item.verdict = Verdict("dead", "undecodable_chunk", detail="the stored chunk is not a JSON array")
+                items.append(item)
+                continue
             try:
                 events = _decode_chunk(chunk.payload)
             except msgspec.DecodeError:  # stored by an older version, say: find the bad one

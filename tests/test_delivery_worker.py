@@ -87,3 +87,25 @@ def test_a_single_event_refused_as_too_large_is_final(tmp_path):
     letters = deliver(tmp_path, adapter(), transport, [track(1), track(2)])
     assert len(transport.sent) == 3  # the pair, then each half alone
     assert sorted((letter.message_id, letter.reason) for letter in letters) == [("m1", "event_too_large"), ("m2", "event_too_large")]
+
+
+def test_a_damaged_chunk_is_dead_lettered_whole_not_retried_forever(tmp_path):
+    """Bytes that are no JSON array (damaged storage) go to the dead-letter queue once, kept
+    as they are, instead of failing every delivery round."""
+    transport = FakeTransport()
+
+    async def scenario():
+        store = SqliteStore(str(tmp_path / "t.db"))
+        await store.open()
+        try:
+            await store.append([Entry("bad", b'{"type":"track",', ("d",)), Entry("ok", encode_event(track(1)), ("e",))])
+            worker = Worker("d", DestinationConfig(type="x"), adapter(), None, store, transport, Metrics())
+            await worker._deliver(await store.lease("d", 100))
+            await asyncio.gather(*worker._settling)
+            return await store.dead_letters("d", DeadLetterFilter()), (await store.stats()).destinations["d"]
+        finally:
+            await store.close()
+
+    letters, stats = asyncio.run(scenario())
+    assert [(letter.reason, letter.payload) for letter in letters] == [("undecodable_chunk", b'[{"type":"track",]')]
+    assert stats.pending == 0 and transport.sent == []

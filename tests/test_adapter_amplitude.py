@@ -2,12 +2,14 @@
 the form endpoints, round trips, group and alias fan-out, batching limits, and each lossy case."""
 
 import json
+import random
 from urllib.parse import parse_qs, urlencode
 
 import msgspec
 import pytest
 
 from adapters import amplitude
+from adapters.amplitude import encoder
 from gateway import registry
 from gateway.adapter import (
     Group,
@@ -360,3 +362,113 @@ def test_browser_page_views_stay_track_events():
     [decoded] = decode({"api_key": "K", "events": [event]}).events
     assert json.loads(encode_event(decoded))["type"] == "track"
     assert sent_events(amplitude.build_requests(stored([decoded]), SETTINGS)) == [event]
+
+
+# ---- Amplitude's limits, against a plain walk --------------------------------------------------
+# The encoder checks in C that properties and traits are within the limits and walks them in
+# Python only when something must change; these random events hold what must: strings either
+# side of 1,024 characters (multi-byte, astral, escaped), arrays in arrays, objects around the
+# 40-level limit and around the levels the C check covers.
+
+
+def reference_fit(value, depth=0, in_array=False):
+    """Amplitude's limits the plain way: strings cut to 1,024 characters; an array directly in an
+    array, or an object or array 40 levels down, sent as its JSON text (cut too)."""
+    if isinstance(value, str):
+        return value[:1024]
+    if isinstance(value, dict) and depth < 40:
+        return {key: reference_fit(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list) and depth < 40 and not in_array:
+        return [reference_fit(item, depth + 1, True) for item in value]
+    if isinstance(value, (dict, list)):
+        return msgspec.json.encode(value).decode()[:1024]
+    return value
+
+
+def random_text(rng):
+    if rng.random() < 0.3:
+        return rng.choice("aé😀\"\\\n") * rng.choice((1023, 1024, 1025, 1100))
+    return "".join(rng.choice("ab é😀\"\\/") for _ in range(rng.randrange(8)))
+
+
+def random_value(rng, levels):
+    kind = rng.random()
+    if levels and kind < 0.3:
+        return {random_text(rng)[:5]: random_value(rng, levels - 1) for _ in range(rng.randrange(3))}
+    if levels and kind < 0.5:
+        return [random_value(rng, levels - 1) for _ in range(rng.randrange(3))]
+    return rng.choice((None, True, 0, -7, 2**70, 1.5, random_text(rng)))
+
+
+def nested(rng, levels):
+    value = random_value(rng, 2)
+    for _ in range(levels):
+        value = rng.choice(({"d": value}, [value], {"a": [value]}))
+    return value
+
+
+def random_object(rng):
+    return {f"k{i}": nested(rng, rng.choice((0, 8, 9, 10, 11, 38, 39, 40, 41))) if rng.random() < 0.3
+            else random_value(rng, 3) for i in range(rng.randrange(5))}
+
+
+def random_events(rng, n):
+    for i in range(n):
+        kind = ("track", "page", "identify", "group")[i % 4]
+        fields = {"type": kind, "messageId": f"m{i}", "userId": "user-1", "timestamp": RECEIVED_AT}
+        if kind in ("track", "page"):
+            fields["properties"] = random_object(rng)
+        else:
+            fields["traits"] = random_object(rng)
+        if kind == "track":
+            fields.update(event="E", context={"traits": random_object(rng), "page": random_object(rng)})
+        if kind == "page":
+            fields.update(name=random_text(rng), category=random_text(rng))
+        if kind == "group":
+            fields["groupId"] = "acme"
+        separators = rng.choice(((",", ":"), (", ", ": ")))  # stored as the client sent it
+        body = json.dumps(fields, ensure_ascii=rng.random() < 0.5, separators=separators)
+        yield fields, decode_event(body.encode())
+
+
+def test_properties_and_traits_go_out_as_a_plain_walk_fits_them():
+    rng = random.Random(20261123)
+    for fields, event in random_events(rng, 400):
+        requests = amplitude.build_requests([event], SETTINGS)
+        [sent] = sent_events(requests)
+        kind = fields["type"]
+        if kind == "track":
+            assert sent["event_properties"] == reference_fit(fields["properties"])
+            assert sent["user_properties"] == reference_fit(fields["context"]["traits"])
+        elif kind == "page":
+            properties = {**fields["properties"]}
+            properties.setdefault("name", fields["name"])
+            properties.setdefault("category", fields["category"])
+            assert sent["event_properties"] == reference_fit(properties)
+        elif kind == "identify":
+            assert sent.get("user_properties") == (reference_fit({"$set": fields["traits"]}) if fields["traits"] else None)
+        else:
+            groups = [json.loads(form(r)["identification"]) for r in requests if r.url.endswith("/groupidentify")]
+            expected = [[{"group_type": "company", "group_value": "acme",
+                          "group_properties": reference_fit({"$set": fields["traits"]})}]] if fields["traits"] else []
+            assert groups == expected
+
+
+def test_the_check_in_c_changes_no_byte_of_the_requests(monkeypatch):
+    """The same events with the C check refusing everything (so each object takes the walk)."""
+    events = [event for _, event in random_events(random.Random(7), 200)]
+    checked = amplitude.build_requests(events, SETTINGS)
+
+    def refuse(value):
+        raise msgspec.ValidationError("walk it")
+
+    monkeypatch.setattr(encoder, "_decode_within_limits", (refuse, refuse))
+    assert amplitude.build_requests(events, SETTINGS) == checked
+
+
+def test_context_keys_amplitude_has_no_field_for_are_not_decoded():
+    """A browser's context is mostly keys Amplitude has no field for (page, campaign, ...): they
+    are skipped unread, so a number no float holds there no longer fails the whole batch."""
+    event = canonical(type="track", event="E", context={"userAgent": "UA", "screen": {"density": 2}})
+    odd = decode_event(encode_event(event).replace(b'"density":2', b'"density":1e400'))
+    assert sent_events(amplitude.build_requests([odd], SETTINGS)) == sent_events(amplitude.build_requests([event], SETTINGS))

@@ -32,22 +32,24 @@ def config(segment_url: str) -> dict:
 
 
 class Clients:
-    """SDK-like senders: batches of fresh messageIds; an id counts as accepted only on a 200."""
+    """SDK-like senders of fresh messageIds, half in batches and half in single calls (whose
+    small appends share chunks); an id counts as accepted only on a 200."""
 
     def __init__(self, url: str):
         self.url = url
         self.accepted: set[str] = set()
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(CLIENTS)]
+        self.threads = [threading.Thread(target=self._run, args=(n % 2 == 1,), daemon=True) for n in range(CLIENTS)]
 
-    def _run(self):
+    def _run(self, single: bool):
         deadline = time.monotonic() + 60  # bounded whatever happens
         while not self.stop.is_set() and time.monotonic() < deadline:
-            ids = [str(uuid.uuid4()) for _ in range(BATCH)]
-            body = json.dumps({"batch": [{"type": "track", "userId": "u", "event": "Tick", "messageId": i} for i in ids]})
+            ids = [str(uuid.uuid4()) for _ in range(1 if single else BATCH)]
+            events = [{"type": "track", "userId": "u", "event": "Tick", "messageId": i} for i in ids]
+            path, body = ("/v1/track", json.dumps(events[0])) if single else ("/v1/batch", json.dumps({"batch": events}))
             try:
-                status, _, _ = post(self.url + "/v1/batch", body.encode(), AUTH, timeout_s=5)
+                status, _, _ = post(self.url + path, body.encode(), AUTH, timeout_s=5)
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError):
                 time.sleep(0.02)  # the gateway is down: an SDK would retry later
                 continue

@@ -9,7 +9,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import islice, repeat, takewhile
 from pathlib import Path
 
 from gateway.store import sqlite_schema as sql
@@ -28,6 +27,7 @@ from gateway.store.base import (
     StoreError,
     StoreStats,
 )
+from gateway.store.dedupe import SeenIds
 from gateway.store.segments import SEGMENT_BYTES, Segments
 from gateway.store.sqlite_schema import REJECTED, GroupWrite
 
@@ -92,11 +92,10 @@ class SqliteStore:
         self._segments = Segments(path + ".segments", segment_bytes)
         self._inline_max_bytes = inline_max_bytes
         self._dedupe_window_s = dedupe_window_s
-        self._dedupe_max_ids = dedupe_max_ids
         self._load_dedupe = load_dedupe  # the CLI reads and replays; it never appends
         self._max_backlog_bytes = max_backlog_bytes
         self._busy_timeout_s = busy_timeout_s
-        self._seen: dict[str, float] = {}  # message_id -> received_at, oldest first
+        self._seen = SeenIds(dedupe_max_ids)
         self._leased: dict[str, set[int]] = {}
         self._work_for: dict[str, asyncio.Event] = {}
         self._backlog_bytes = 0
@@ -310,8 +309,7 @@ class SqliteStore:
                 self._writer_conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # SQLite already rolled back on its own (e.g. after an I/O error)
-        for message_id in txn.new_ids:
-            self._seen.pop(message_id, None)
+        self._seen.forget(txn.new_ids)
 
     # -- ops, run on the writer thread inside a group transaction ---------------------------
 
@@ -321,24 +319,7 @@ class SqliteStore:
         entries: Sequence[Entry],
         counts: Mapping[tuple[str, str], int] | None,
     ) -> list[bool]:
-        seen, now = self._seen, txn.now
-        ids = [entry.message_id for entry in entries]
-        if len(ids) > 1 and seen.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
-            # A batch of new ids (the common case), checked and recorded in C loops.
-            fresh = entries
-            accepted = [True] * len(ids)
-            seen.update(dict.fromkeys(ids, now))
-            txn.new_ids += ids
-        else:
-            fresh, accepted = [], []
-            for entry in entries:
-                if entry.message_id in seen:
-                    accepted.append(False)
-                    continue
-                seen[entry.message_id] = now
-                txn.new_ids.append(entry.message_id)
-                accepted.append(True)
-                fresh.append(entry)
+        fresh, accepted = self._seen.admit(entries, txn.now, txn.new_ids)
         routes = {entry.destinations for entry in fresh}
         if len(routes) == 1:  # one chunk for the whole call, the usual case
             by_destinations = {routes.pop(): [entry.payload for entry in fresh]}
@@ -350,8 +331,6 @@ class SqliteStore:
             if destinations:
                 txn.add_new(destinations, payloads)
                 txn.woken.update(destinations)
-        if len(seen) > self._dedupe_max_ids:
-            self._evict_oldest_ids()
         if counts:
             txn.counts.update(counts)
         return accepted
@@ -416,19 +395,9 @@ class SqliteStore:
         txn.conn.execute(sql.TRIM_REJECTS, (REJECTS_KEPT,))
         txn.counts[source, REJECTED] += len(rows)
 
-    def _evict_oldest_ids(self) -> None:
-        """Memory bound: past `dedupe_max_ids` the oldest tenth is forgotten in one pass
-        (the window shrinks under a flood instead of the process growing without end)."""
-        excess = len(self._seen) - self._dedupe_max_ids + self._dedupe_max_ids // 10
-        for message_id in list(islice(self._seen, max(excess, 0))):
-            del self._seen[message_id]
-
     def _compact_in_txn(self, txn: GroupWrite) -> None:
         cutoff = txn.now - self._dedupe_window_s
-        # Oldest first in both places, so expiry stops at the first live id.
-        expired = [mid for mid, _ in takewhile(lambda i: i[1] < cutoff, self._seen.items())]
-        for message_id in expired:
-            del self._seen[message_id]
+        self._seen.expire(cutoff)
         txn.conn.execute(sql.EXPIRE_SEEN, (cutoff,))
         txn.checkpoint = True
 
@@ -484,9 +453,7 @@ class SqliteStore:
             return
         cutoff = time.time() - self._dedupe_window_s
         for received_at, message_ids in conn.execute(sql.LIVE_SEEN, (cutoff,)):
-            self._seen.update(zip(sql.decode_ids(message_ids), repeat(received_at)))
-            if len(self._seen) > self._dedupe_max_ids:
-                self._evict_oldest_ids()
+            self._seen.load(sql.decode_ids(message_ids), received_at)
 
     def _open_reader(self) -> None:
         self._reader_conn = sql.connect(self._path, self._busy_timeout_s)

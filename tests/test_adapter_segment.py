@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from adapters import segment
+from adapters.segment import inbound
 from gateway.adapter import (
     InboundRequest,
     IngestError,
@@ -140,8 +141,8 @@ def test_one_pass_decode_agrees_with_the_item_by_item_path(seed: int, monkeypatc
     for path, body in requests:
         fast = segment.decode(_request(path, body, headers), limits)
         with monkeypatch.context() as patched:
-            patched.setattr(segment, "_whole_batch", lambda request, limits: None)
-            patched.setattr(segment, "_whole_single", lambda request, kind, limits: None)
+            patched.setattr(inbound, "_whole_batch", lambda request, limits: None)
+            patched.setattr(inbound, "_whole_single", lambda request, kind, limits: None)
             slow = segment.decode(_request(path, body, headers), limits)
         assert fast == slow
 

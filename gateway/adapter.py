@@ -1,9 +1,9 @@
 """The contract every adapter imports: events, the source and destination halves, verdicts.
 
 An adapter (`adapters/<vendor>.py`, or a package `adapters/<vendor>/`) is a pure translator:
-no I/O, logging, clock or randomness. Its source half turns an `InboundRequest` into canonical events and shapes the
-vendor's replies; its destination half turns events into `OutboundRequest`s and a vendor
-response into per-event `Verdict`s. The engine (gateway/) does everything else.
+no I/O, logging, clock or randomness. Its source half turns an `InboundRequest` into
+canonical events and shapes the vendor's replies; its destination half turns events into
+`OutboundRequest`s and a vendor response into per-event `Verdict`s. The engine (gateway/) does everything else.
 
 A module provides either half or both:
 

@@ -3,7 +3,8 @@
 An adapter (`adapters/<vendor>.py`, or a package `adapters/<vendor>/`) is a pure translator:
 no I/O, logging, clock or randomness. Its source half turns an `InboundRequest` into
 canonical events and shapes the vendor's replies; its destination half turns events into
-`OutboundRequest`s and a vendor response into per-event `Verdict`s. The engine (gateway/) does everything else.
+`OutboundRequest`s and a vendor response into per-event `Verdict`s. The engine (gateway/)
+does everything else.
 
 A module provides either half or both:
 

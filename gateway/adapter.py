@@ -37,6 +37,7 @@ An event may appear in more than one request of a batch (Amplitude sends a group
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -166,6 +167,12 @@ class IngestError(Exception):
         self.message = message
         self.retry_after_s = retry_after_s
         self.rejects = tuple(rejects)  # the items to blame, for replies that name them
+
+    def retry_after_header(self) -> tuple[tuple[str, str], ...]:
+        """The reply's `Retry-After` header, when the client is asked to wait (else none)."""
+        if self.retry_after_s is None:
+            return ()
+        return (("Retry-After", str(max(0, math.ceil(self.retry_after_s)))),)
 
 
 class Reply(msgspec.Struct, frozen=True):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -67,7 +67,6 @@ class SourceConfig(Strict):
     keys: tuple[str, ...]
     destinations: tuple[str, ...] = ()
     limits: LimitsConfig = LimitsConfig()
-
 
 
 class FilterConfig(Strict):

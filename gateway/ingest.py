@@ -11,7 +11,7 @@ from collections import Counter
 from types import ModuleType
 
 from gateway import registry
-from gateway.adapter import InboundRequest, IngestError, Reply, SourceLimits
+from gateway.adapter import InboundRequest, IngestError, Reject, Reply, SourceLimits
 from gateway.config import GatewayConfig
 from gateway.event import BaseEvent, encode_event, epoch_ms, format_ms
 from gateway.metrics import Metrics
@@ -131,28 +131,20 @@ class Ingest:
         return reply
 
     async def _accept(self, adapter, request: InboundRequest, source: Source, decoded, now_ms: int) -> Reply:
+        if decoded.rejects:
+            await self._record_rejects(source.name, decoded.rejects)
+            if decoded.atomic or not decoded.events:  # refused whole: nothing to enrich or store
+                first = decoded.rejects[0]
+                extra = f" ({len(decoded.rejects)} events rejected)" if len(decoded.rejects) > 1 else ""
+                raise IngestError(400, first.code, first.message + extra, rejects=decoded.rejects)
+        if not decoded.events:
+            if getattr(adapter, "EMPTY_REQUEST_OK", False):  # the vendor answers an empty batch with success
+                return adapter.reply_ok(request, 0, 0)
+            raise IngestError(400, "no_events", "the request holds no events")
         counts: Counter = Counter()
         enrich(decoded.events, source.name, request.received_at, now_ms)
         route = source.routes.route
         entries = [Entry(event.message_id, encode_event(event), route(event, counts)) for event in decoded.events]
-        if decoded.rejects:
-            await self.store.record_rejects(
-                source.name, [(r.code, r.message, r.payload) for r in decoded.rejects]
-            )
-            self.metrics.events(source.name, "rejected", len(decoded.rejects))
-            for reject in decoded.rejects:
-                log.info(
-                    "event rejected",
-                    extra={"source": source.name, "error": reject.code, "index": reject.index},
-                )
-        if decoded.rejects and (decoded.atomic or not entries):
-            first = decoded.rejects[0]
-            extra = f" ({len(decoded.rejects)} events rejected)" if len(decoded.rejects) > 1 else ""
-            raise IngestError(400, first.code, first.message + extra, rejects=decoded.rejects)
-        if not entries:
-            if getattr(adapter, "EMPTY_REQUEST_OK", False):  # the vendor answers an empty batch with success
-                return adapter.reply_ok(request, 0, 0)
-            raise IngestError(400, "no_events", "the request holds no events")
         try:
             results = await self.store.append(entries, counts)
         except BackpressureError as error:
@@ -165,6 +157,13 @@ class Ingest:
         if accepted != len(results):
             self.metrics.events(source.name, "duplicate", len(results) - accepted)
         return adapter.reply_ok(request, accepted, len(results) - accepted)
+
+    async def _record_rejects(self, source: str, rejects: list[Reject]) -> None:
+        """Refused items are never dropped silently: stored with the reason, counted, logged."""
+        await self.store.record_rejects(source, [(r.code, r.message, r.payload) for r in rejects])
+        self.metrics.events(source, "rejected", len(rejects))
+        for reject in rejects:
+            log.info("event rejected", extra={"source": source, "error": reject.code, "index": reject.index})
 
 
 def enrich(events: list[BaseEvent], source: str, received_at: str, now_ms: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from gateway.adapter import InboundRequest, IngestError, Reply, epoch_ms
@@ -58,9 +57,7 @@ def reply_error(request: InboundRequest, error: IngestError) -> Reply:
     if status == 413:
         text = "Payload too large"
     body = {"code": status, "error": text, **extra}
-    after = error.retry_after_s
-    headers = () if after is None else (("Retry-After", str(max(0, math.ceil(after)))),)
-    return Reply(status, encode_json(body), headers=headers)
+    return Reply(status, encode_json(body), headers=error.retry_after_header())
 
 
 def _rejects_body(rejects) -> dict:

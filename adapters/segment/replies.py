@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 from gateway.adapter import InboundRequest, IngestError, Reply
 
@@ -18,6 +17,4 @@ def reply_ok(request: InboundRequest, accepted: int, duplicates: int) -> Reply:
 def reply_error(request: InboundRequest, error: IngestError) -> Reply:
     """`code` equals the HTTP status: Rudder Python retries a 4xx without code and message."""
     body = {"success": False, "code": error.status, "error": error.code, "message": error.message}
-    after = error.retry_after_s
-    headers = () if after is None else (("Retry-After", str(max(0, math.ceil(after)))),)
-    return Reply(error.status, _encode(body), headers=headers)
+    return Reply(error.status, _encode(body), headers=error.retry_after_header())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any
 
 from gateway.adapter import InboundRequest, IngestError, Reply
@@ -31,6 +30,4 @@ def reply_error(request: InboundRequest, error: IngestError) -> Reply:
         body["errors"] = [
             {"index": r.index, "field": r.field, "code": r.code, "message": r.message} for r in error.rejects
         ]
-    after = error.retry_after_s
-    headers = () if after is None else (("Retry-After", str(max(0, math.ceil(after)))),)
-    return Reply(status, encode_json(body), headers=headers)
+    return Reply(status, encode_json(body), headers=error.retry_after_header())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 from gateway.adapter import InboundRequest, IngestError, Reply
 
@@ -45,6 +44,4 @@ def reply_error(request: InboundRequest, error: IngestError) -> Reply:
             "error": _REASONS.get(error.status, "Error"),
             "message": error.message,
         }
-    after = error.retry_after_s
-    headers = () if after is None else (("Retry-After", str(max(0, math.ceil(after)))),)
-    return Reply(error.status, encode_json(body), headers=headers)
+    return Reply(error.status, encode_json(body), headers=error.retry_after_header())

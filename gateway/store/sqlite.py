@@ -29,8 +29,9 @@ from gateway.store.base import (
 )
 from gateway.store.dedupe import SeenIds
 from gateway.store.segments import SEGMENT_BYTES, Segments
-from gateway.store.sqlite_schema import REJECTED, GroupWrite
+from gateway.store.sqlite_schema import REJECTED, GroupWrite, chunk_body, chunk_bytes
 
+LOOP_ADMIT_MIN_EVENTS = 10  # appends this big are admitted on the loop (see _Append)
 MAX_GROUP_EVENTS = 5000  # one commit stays short enough that the next group is not starved
 BACKPRESSURE_RETRY_AFTER_S = 30
 INLINE_MAX_BYTES = 4 << 10  # smaller chunk payloads stay in their row (see the class doc)
@@ -51,6 +52,21 @@ class _Op:
         self.future = future
 
 
+class _Append:
+    """One append call. Its pure-Python part (dedupe admission, its chunks' bytes) is done on
+    the event loop as its group is taken, so the writer thread runs little but I/O: each time
+    that thread takes the GIL back from a busy loop it can wait up to the switch interval."""
+
+    __slots__ = ("entries", "counts", "accepted", "chunks", "admitted_into")
+
+    def __init__(self, entries: Sequence[Entry], counts: Mapping[tuple[str, str], int] | None):
+        self.entries = entries
+        self.counts = counts
+        self.accepted: list[bool] = []
+        self.chunks: list[tuple[tuple[str, ...], list[bytes], bytes | None]] = []
+        self.admitted_into: list[str] | None = None  # the new_ids list of the admitting group
+
+
 def _failure(exc: BaseException) -> tuple[bool, StoreError]:
     error = StoreError(f"commit failed: {exc!r}")
     error.__cause__ = exc
@@ -69,7 +85,10 @@ class SqliteStore:
     Every write (appends, settlements, replays, purges, rejects, compaction) is an op queued
     to one writer task. It takes the first op plus everything already queued behind it (up
     to MAX_GROUP_EVENTS) and applies them in ONE transaction on the writer thread, so a burst
-    of requests shares one commit; no op waits for a timer. The group's new segment payloads
+    of requests shares one commit; no op waits for a timer. Appends do their pure-Python half
+    (dedupe, chunk bytes) on the event loop as the group is taken, and the group's rows go in
+    with one statement: the writer thread, which must win the GIL back from a busy loop after
+    every blocking call, makes few of them. The group's new segment payloads
     go out in one write and fdatasync before its COMMIT, so no chunk row ever points at bytes
     a crash could lose. Reads (rows, then payloads by pread) run on a second connection on
     their own thread: WAL readers never block the writer. Dedupe ids and leases live in
@@ -151,7 +170,7 @@ class SqliteStore:
     ) -> list[bool]:
         if self.over_backlog:
             raise BackpressureError(BACKPRESSURE_RETRY_AFTER_S)
-        return await self._submit(self._append_in_txn, entries, counts, weight=len(entries))
+        return await self._submit(self._append_in_txn, _Append(entries, counts), weight=len(entries))
 
     async def settle(self, destination: str, settlements: Sequence[Settlement]) -> None:
         try:
@@ -240,7 +259,9 @@ class SqliteStore:
                 await self._work.wait()
                 continue
             group = self._take_group()
-            outcomes, woken = await loop.run_in_executor(self._writer, self._commit, group)
+            now, new_ids = time.time(), []
+            self._admit_appends(group, now, new_ids)
+            outcomes, woken = await loop.run_in_executor(self._writer, self._commit, group, now, new_ids)
             for op, (ok, value) in zip(group, outcomes):
                 if op.future.done():  # the caller gave up waiting; the write stands
                     continue
@@ -261,10 +282,13 @@ class SqliteStore:
             weight += op.weight
         return group
 
-    def _commit(self, group: list[_Op]) -> tuple[list[tuple[bool, object]], set[str]]:
-        """Writer thread: apply `group` in one transaction; outcome per op, woken destinations."""
+    def _commit(
+        self, group: list[_Op], now: float, new_ids: list[str]
+    ) -> tuple[list[tuple[bool, object]], set[str]]:
+        """Writer thread: apply `group` in one transaction; outcome per op, woken destinations.
+        `new_ids`: the dedupe ids its appends were admitted with at `now` (undone on failure)."""
         try:
-            return self._commit_in_one_txn(group)
+            return self._commit_in_one_txn(group, now, new_ids)
         except (sqlite3.OperationalError, OSError) as exc:  # locked, I/O error, disk full
             return [_failure(exc) for _ in group], set()
         except Exception as exc:
@@ -274,18 +298,18 @@ class SqliteStore:
         outcomes: list[tuple[bool, object]] = []
         woken: set[str] = set()
         for op in group:
-            op_outcomes, op_woken = self._commit([op])
+            op_outcomes, op_woken = self._commit([op], time.time(), [])  # appends re-admitted
             outcomes += op_outcomes
             woken |= op_woken
         return outcomes, woken
 
-    def _commit_in_one_txn(self, group: list[_Op]) -> tuple[list[tuple[bool, object]], set[str]]:
+    def _commit_in_one_txn(
+        self, group: list[_Op], now: float, new_ids: list[str]
+    ) -> tuple[list[tuple[bool, object]], set[str]]:
         conn = self._writer_conn
-        txn = GroupWrite(
-            conn, self._segments, time.time(), self._last_seq, self._inline_max_bytes
-        )
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        txn = GroupWrite(conn, self._segments, now, self._last_seq, self._inline_max_bytes, new_ids)
+        try:  # BEGIN too: the group's appends were admitted before it
+            conn.execute("BEGIN IMMEDIATE")
             results = [op.apply(txn, *op.args) for op in group]
             txn.flush()
             conn.execute("COMMIT")
@@ -313,13 +337,33 @@ class SqliteStore:
 
     # -- ops, run on the writer thread inside a group transaction ---------------------------
 
-    def _append_in_txn(
-        self,
-        txn: GroupWrite,
-        entries: Sequence[Entry],
-        counts: Mapping[tuple[str, str], int] | None,
-    ) -> list[bool]:
-        fresh, accepted = self._seen.admit(entries, txn.now, txn.new_ids)
+    def _admit_appends(self, group: list[_Op], now: float, new_ids: list[str]) -> None:
+        """On the event loop, as the group is taken: nothing else admits ids meanwhile (the
+        last group has committed or been undone), so the order is as if done in the writer.
+        Only batches: a single event's share is small, and under a load of single events the
+        loop, not the writer, is what is busiest."""
+        for op in group:
+            if op.weight >= LOOP_ADMIT_MIN_EVENTS and op.apply == self._append_in_txn:
+                try:
+                    self._admit(op.args[0], now, new_ids)
+                except Exception:  # bad input: met again in the transaction, which isolates it
+                    pass
+
+    def _admit(self, append: _Append, now: float, new_ids: list[str]) -> None:
+        """The pure-Python half of an append: which events are new, and their chunks. On
+        failure (bad input) nothing of it stays admitted."""
+        append.admitted_into = None
+        mark = len(new_ids)
+        try:
+            fresh, append.accepted = self._seen.admit(append.entries, now, new_ids)
+            append.chunks = self._chunks_of(fresh)
+        except BaseException:
+            self._seen.forget(new_ids[mark:])
+            del new_ids[mark:]
+            raise
+        append.admitted_into = new_ids
+
+    def _chunks_of(self, fresh: Sequence[Entry]) -> list[tuple[tuple[str, ...], list[bytes], bytes | None]]:
         routes = {entry.destinations for entry in fresh}
         if len(routes) == 1:  # one chunk for the whole call, the usual case
             by_destinations = {routes.pop(): [entry.payload for entry in fresh]}
@@ -327,13 +371,22 @@ class SqliteStore:
             by_destinations = {}
             for entry in fresh:
                 by_destinations.setdefault(entry.destinations, []).append(entry.payload)
-        for destinations, payloads in by_destinations.items():
-            if destinations:
-                txn.add_new(destinations, payloads)
-                txn.woken.update(destinations)
-        if counts:
-            txn.counts.update(counts)
-        return accepted
+        inline_max = self._inline_max_bytes
+        return [
+            (destinations, payloads, chunk_body(payloads) if chunk_bytes(payloads) >= inline_max else None)
+            for destinations, payloads in by_destinations.items()
+            if destinations
+        ]
+
+    def _append_in_txn(self, txn: GroupWrite, append: _Append) -> list[bool]:
+        if append.admitted_into is not txn.new_ids:  # a retry on its own, after a failed group
+            self._admit(append, txn.now, txn.new_ids)
+        for destinations, payloads, body in append.chunks:
+            txn.add_new(destinations, payloads, body)
+            txn.woken.update(destinations)
+        if append.counts:
+            txn.counts.update(append.counts)
+        return append.accepted
 
     def _settle_in_txn(
         self, txn: GroupWrite, destination: str, settlements: Sequence[Settlement]
@@ -341,7 +394,7 @@ class SqliteStore:
         conn = txn.conn
         seqs = sql.json_list(s.seq for s in settlements)
         pending = {row[0]: row[1:] for row in conn.execute(sql.SETTLING, (destination, seqs))}
-        done: list[tuple[str, int]] = []
+        done: list[int] = []
         retry_in_place: list[tuple] = []
         dead_letters: list[tuple] = []
         for s in settlements:
@@ -351,7 +404,7 @@ class SqliteStore:
             if len(s.retry) == n_events:  # retry them all: keep the chunk, move its due time
                 retry_in_place.append((attempts + 1, s.retry_at, s.error, destination, s.seq))
             else:
-                done.append((destination, s.seq))
+                done.append(s.seq)
                 if s.retry:
                     txn.add_chunk(
                         (destination,), s.retry, received_at, attempts + 1, s.retry_at, s.error
@@ -363,9 +416,10 @@ class SqliteStore:
             if s.possible_duplicates:
                 txn.counts[destination, POSSIBLE_DUPLICATES] += s.possible_duplicates
         conn.executemany(sql.RETRY_IN_PLACE, retry_in_place)
-        conn.executemany(sql.DELETE_DELIVERY, done)
+        if done:
+            conn.execute(sql.DELETE_DELIVERIES, (destination, sql.json_list(done)))
         conn.executemany(sql.INSERT_DEAD_LETTER, dead_letters)
-        txn.drop_unreferenced_chunks([seq for _, seq in done])
+        txn.drop_unreferenced_chunks(done)
 
     def _replay_in_txn(self, txn: GroupWrite, destination: str, filt: DeadLetterFilter) -> int:
         where, params = sql.dead_letter_query(destination, filt)
@@ -444,6 +498,7 @@ class SqliteStore:
     def _open_writer(self) -> None:
         conn = self._writer_conn = sql.connect(self._path, self._busy_timeout_s)
         conn.executescript(sql.SCHEMA)
+        conn.executescript(sql.GROUP_ROWS_TRIGGER)
         sql.check_layout(conn, self._path)
         (self._backlog_bytes,) = conn.execute(
             "SELECT coalesce(sum(nbytes), 0) FROM chunks"

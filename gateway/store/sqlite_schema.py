@@ -114,7 +114,9 @@ SETTLING = (
     " JOIN chunks c ON c.seq = d.seq"
     " WHERE d.destination = ? AND d.seq IN (SELECT value FROM json_each(?))"
 )
-DELETE_DELIVERY = "DELETE FROM deliveries WHERE destination = ? AND seq = ?"
+DELETE_DELIVERIES = (
+    "DELETE FROM deliveries WHERE destination = ? AND seq IN (SELECT value FROM json_each(?))"
+)
 RETRY_IN_PLACE = (
     "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_error = ?"
     " WHERE destination = ? AND seq = ?"
@@ -146,14 +148,11 @@ _INSERT_CHUNK = (
     "INSERT INTO chunks (seq, received_at, n_events, nbytes, segment, offset, payload)"
     " VALUES (?,?,?,?,?,?,?)"
 )
-_INSERT_DELIVERY = (
-    "INSERT INTO deliveries (destination, seq, attempts, next_attempt_at, last_error)"
-    " VALUES (?,?,?,?,?)"
-)
-_ADD_COUNTER = (
-    "INSERT INTO counters (owner, name, value) VALUES (?,?,?)"
-    " ON CONFLICT (owner, name) DO UPDATE SET value = value + excluded.value"
-)
+# Statements on many rows take them as one JSON array: one statement step, where an
+# executemany steps once per row. Each step lets go of the GIL, and the writer thread takes it
+# back from a busy event loop at a cost of up to the switch interval (5 ms): under load, the
+# steps a commit makes, not its rows, set how long it takes.
+_DELETE_CHUNKS = "DELETE FROM chunks WHERE seq IN (SELECT value FROM json_each(?))"
 _ORPHANED_CHUNKS = (
     "SELECT seq, nbytes, segment FROM chunks WHERE seq IN (SELECT value FROM json_each(?))"
     " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = chunks.seq)"
@@ -209,8 +208,45 @@ def json_list(values: Iterable[int | str]) -> str:
     return msgspec.json.encode(list(values)).decode()
 
 
+# A group commit's new rows, all inserted by one statement (see _DELETE_CHUNKS on steps):
+# `INSERT INTO group_rows` with each table's rows as a JSON array of arrays (`json_rows`).
+# TEMP: created on the writer's connection when it opens, never stored in the database.
+GROUP_ROWS_TRIGGER = """
+CREATE TEMP VIEW IF NOT EXISTS group_rows (chunks, deliveries, seen_at, seen_ids, counters)
+    AS SELECT NULL, NULL, NULL, NULL, NULL;
+CREATE TEMP TRIGGER IF NOT EXISTS group_rows_insert INSTEAD OF INSERT ON group_rows BEGIN
+    INSERT INTO chunks (seq, received_at, n_events, nbytes, segment, offset)
+        SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each(NEW.chunks);
+    INSERT INTO deliveries (destination, seq, attempts, next_attempt_at, last_error)
+        SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each(NEW.deliveries);
+    INSERT INTO seen SELECT NEW.seen_at, NEW.seen_ids WHERE NEW.seen_ids IS NOT NULL;
+    INSERT INTO counters (owner, name, value)
+        SELECT value->>0, value->>1, value->>2 FROM json_each(NEW.counters) WHERE true
+        ON CONFLICT (owner, name) DO UPDATE SET value = value + excluded.value;
+END;
+"""
+
+
+_INSERT_GROUP_ROWS = "INSERT INTO group_rows VALUES (?,?,?,?,?)"
+
+
+def json_rows(rows: Sequence[tuple]) -> str:
+    """Rows for `json_each(?)` read as `value->>i` columns (numbers, text and nulls only)."""
+    return msgspec.json.encode(rows).decode()
+
+
+def chunk_body(payloads: Sequence[bytes]) -> bytes:
+    """A chunk's payload: the events' own bytes as a JSON array, never re-encoded."""
+    return b"[" + b",".join(payloads) + b"]"
+
+
+def chunk_bytes(payloads: Sequence[bytes]) -> int:
+    """len(chunk_body(payloads)), without making it."""
+    return sum(map(len, payloads)) + len(payloads) + 1
+
+
 class GroupWrite:
-    """One group commit in the making: inserts buffered per table (one executemany each at
+    """One group commit in the making: inserts buffered per table (one statement each at
     `flush`), the group's payloads of `inline_max_bytes` or more (one segment write at
     `flush`, before the rows that point at them; smaller ones go in their rows, so a group
     of small chunks never touches a segment), and the effects the store applies only once
@@ -223,6 +259,7 @@ class GroupWrite:
         now: float,
         last_seq: int,
         inline_max_bytes: int,
+        new_ids: list[str],
     ):
         self.conn = conn
         self.segments = segments
@@ -240,18 +277,19 @@ class GroupWrite:
         self._relocated: list[int] = []  # segments emptied by relocation
         self._dropped: dict[int, list[int]] = {}  # segment -> [chunks, bytes] no longer there
         self._not_ours: set[int] = set()  # segments another live process still appends to
-        self.new_ids: list[str] = []  # dedupe ids accepted (and added to memory)
+        self.new_ids = new_ids  # dedupe ids accepted (and added to memory) for this group
         self.counts: Counter[tuple[str, str]] = Counter()
         self.bytes_delta = 0  # change in the chunks' total size
         self.woken: set[str] = set()  # destinations given work that is due now
         self.checkpoint = False  # truncate the WAL after COMMIT
 
-    def add_new(self, destinations: tuple[str, ...], payloads: Sequence[bytes]) -> None:
-        """The new events of one append. Small appends of one commit that go to the same
-        destinations share a chunk: a commit of N single-event calls writes one row, not N."""
-        size = sum(map(len, payloads)) + len(payloads) + 1
+    def add_new(self, destinations: tuple[str, ...], payloads: Sequence[bytes], body: bytes | None = None) -> None:
+        """The new events of one append (`body`: their chunk_body, when already made). Small
+        appends of one commit that go to the same destinations share a chunk: a commit of N
+        single-event calls writes one row, not N."""
+        size = chunk_bytes(payloads) if body is None else len(body)
         if size >= self.inline_max_bytes:
-            self.add_chunk(destinations, payloads, self.now)
+            self.add_chunk(destinations, payloads, self.now, body=body)
             return
         pending = self._small.get(destinations)
         if pending is not None and (pending[1] + size > MERGED_MAX_BYTES or len(pending[0]) >= MERGED_MAX_EVENTS):
@@ -271,8 +309,10 @@ class GroupWrite:
         due: float | None = None,
         error: str | None = None,
         inline_below: int | None = None,
+        body: bytes | None = None,
     ) -> None:
-        body = b"[" + b",".join(payloads) + b"]"  # the events' own bytes, never re-encoded
+        if body is None:
+            body = chunk_body(payloads)
         seq = self._new_seq()
         place = self._place(body, inline_below or self.inline_max_bytes)
         self._chunks.append((seq, received_at, len(payloads), len(body), *place))
@@ -292,7 +332,8 @@ class GroupWrite:
                 totals = lambda: conn.execute(_SEGMENT_TOTALS, (segment,)).fetchone()  # noqa: E731
                 if not self.segments.adopt(segment, totals):
                     self._not_ours.add(segment)
-        conn.executemany("DELETE FROM chunks WHERE seq = ?", ((seq,) for seq, _, _ in orphans))
+        if orphans:
+            conn.execute(_DELETE_CHUNKS, (json_list(seq for seq, _, _ in orphans),))
         for _, nbytes, segment in orphans:
             if segment is not None:
                 self._drop(segment, nbytes)
@@ -307,14 +348,14 @@ class GroupWrite:
             # Durable before the rows that point at them commit: a crash in between leaves
             # orphan bytes, never a chunk without its payload.
             self.segments.write(self._tail, self._bodies)
-        if self._chunks:
-            conn.executemany(_INSERT_CHUNK, self._chunks)
-            conn.executemany(_INSERT_DELIVERY, self._deliveries)
-        if self.new_ids:
-            conn.execute("INSERT INTO seen VALUES (?,?)", (self.now, encode_ids(self.new_ids)))
-        if self.counts:
-            rows = ((owner, name, n) for (owner, name), n in self.counts.items() if n)
-            conn.executemany(_ADD_COUNTER, rows)
+        located = [row[:6] for row in self._chunks if row[6] is None]
+        if len(located) < len(self._chunks):  # inline payloads are bytes, which JSON cannot hold
+            conn.executemany(_INSERT_CHUNK, (row for row in self._chunks if row[6] is not None))
+        counters = [(owner, name, n) for (owner, name), n in self.counts.items() if n]
+        if located or self._deliveries or self.new_ids or counters:
+            seen_ids = encode_ids(self.new_ids) if self.new_ids else None
+            rows = (json_rows(located), json_rows(self._deliveries), self.now, seen_ids, json_rows(counters))
+            conn.execute(_INSERT_GROUP_ROWS, rows)
 
     def committed(self) -> None:
         """After COMMIT: the segments learn what this transaction added and deleted."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 from pathlib import Path
 
 import msgspec
@@ -22,6 +23,11 @@ log = logging.getLogger("trackgate.app")
 
 COMPACT_EVERY_S = 60.0
 DRAIN_BYTES = 16 * 1024 * 1024  # past this an oversize body is cut off, not read
+# The store's writer thread lets go of the GIL at every blocking call and must win it back
+# from the event loop, which under load holds it until asked to drop it after this long.
+# Python's 5 ms default set the pace of a commit; 0.2 ms gave ~7 % more batch ingest
+# (bench A/B, 6 rounds) and left single-event ingest as it was.
+GIL_SWITCH_INTERVAL_S = 0.0002
 _json = msgspec.json.encode
 
 
@@ -196,6 +202,7 @@ class Gateway:
         self._housekeeping = asyncio.create_task(self._compact_forever())
         gc.collect()
         gc.freeze()  # start-up objects live forever: keep them out of every GC pass
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         log.info(
             "trackgate started",
             extra={"sources": len(self.config.sources), "destinations": len(self.delivery.workers)},

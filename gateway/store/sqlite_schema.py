@@ -236,8 +236,12 @@ def json_rows(rows: Sequence[tuple]) -> str:
 
 
 def chunk_body(payloads: Sequence[bytes]) -> bytes:
-    """A chunk's payload: the events' own bytes as a JSON array, never re-encoded."""
-    return b"[" + b",".join(payloads) + b"]"
+    """A chunk's payload: the events' own bytes as a JSON array, never re-encoded. One join
+    copies them once (the brackets ride on the end payloads): `b"[" + joined + b"]"` copied
+    a 120 KB batch three times."""
+    if len(payloads) < 2:
+        return b"[" + b"".join(payloads) + b"]"
+    return b",".join([b"[" + payloads[0], *payloads[1:-1], payloads[-1] + b"]"])
 
 
 def chunk_bytes(payloads: Sequence[bytes]) -> int:

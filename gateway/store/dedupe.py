@@ -2,9 +2,10 @@
 
 Kept in memory for the hot path (a set probe an event); the store persists each commit's
 new ids so a restart can load them back. The ids sit in one set, and in the order they came
-as the `new_ids` lists the callers pass (one per group commit): expiry and eviction drop whole
-lists with one C-level `difference_update` each. (A dict of id -> time, evicted key by key, cost 3-4x more per id
-at two million ids: most of it rehashing and Python-level deletes, all under the GIL.)
+as the `new_ids` lists the callers pass (one per group commit): expiry and eviction drop
+whole lists with one C-level `difference_update` each. (A dict of id -> time, evicted key
+by key, cost 3-4x more per id at two million ids: rehashing and Python-level deletes, all
+under the GIL.)
 """
 
 from __future__ import annotations

@@ -53,9 +53,10 @@ class _Op:
 
 
 class _Append:
-    """One append call. Its pure-Python part (dedupe admission, its chunks' bytes) is done on
-    the event loop as its group is taken, so the writer thread runs little but I/O: each time
-    that thread takes the GIL back from a busy loop it can wait up to the switch interval."""
+    """One append call. For a batch, its pure-Python part (dedupe admission, its chunks'
+    bytes) is done on the event loop as its group is taken, so the writer thread runs little
+    but I/O: each time that thread takes the GIL back from a busy loop it can wait up to the
+    switch interval."""
 
     __slots__ = ("entries", "counts", "accepted", "chunks", "admitted_into")
 
@@ -85,7 +86,7 @@ class SqliteStore:
     Every write (appends, settlements, replays, purges, rejects, compaction) is an op queued
     to one writer task. It takes the first op plus everything already queued behind it (up
     to MAX_GROUP_EVENTS) and applies them in ONE transaction on the writer thread, so a burst
-    of requests shares one commit; no op waits for a timer. Appends do their pure-Python half
+    of requests shares one commit; no op waits for a timer. Batch appends do their pure-Python half
     (dedupe, chunk bytes) on the event loop as the group is taken, and the group's rows go in
     with one statement: the writer thread, which must win the GIL back from a busy loop after
     every blocking call, makes few of them. The group's new segment payloads
@@ -365,7 +366,7 @@ class SqliteStore:
 
     def _chunks_of(self, fresh: Sequence[Entry]) -> list[tuple[tuple[str, ...], list[bytes], bytes | None]]:
         routes = {entry.destinations for entry in fresh}
-        if len(routes) == 1:  # one chunk for the whole call, the usual case
+        if len(routes) == 1:  # one chunk for the whole call, the usual case (two C loops)
             by_destinations = {routes.pop(): [entry.payload for entry in fresh]}
         else:
             by_destinations = {}

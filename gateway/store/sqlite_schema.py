@@ -150,8 +150,8 @@ _INSERT_CHUNK = (
 )
 # Statements on many rows take them as one JSON array: one statement step, where an
 # executemany steps once per row. Each step lets go of the GIL, and the writer thread takes it
-# back from a busy event loop at a cost of up to the switch interval (5 ms): under load, the
-# steps a commit makes, not its rows, set how long it takes.
+# back from a busy event loop at a cost of up to the switch interval (see app.py): under load,
+# the steps a commit makes, not its rows, set how long it takes.
 _DELETE_CHUNKS = "DELETE FROM chunks WHERE seq IN (SELECT value FROM json_each(?))"
 _ORPHANED_CHUNKS = (
     "SELECT seq, nbytes, segment FROM chunks WHERE seq IN (SELECT value FROM json_each(?))"
@@ -202,14 +202,15 @@ def check_layout(conn: sqlite3.Connection, path: str) -> None:
         )
 
 
-def json_list(values: Iterable[int | str]) -> str:
-    """A JSON array for `json_each(?)`: one prepared statement for any number of keys.
-    (Text, not bytes: SQLite's JSON functions refuse BLOB arguments.)"""
+def json_list(values: Iterable) -> str:
+    """A JSON array for `json_each(?)`: one prepared statement for any number of keys, or of
+    rows (tuples, read as `value->>i`; numbers, text and nulls only). Text, not bytes:
+    SQLite's JSON functions refuse BLOB arguments."""
     return msgspec.json.encode(list(values)).decode()
 
 
 # A group commit's new rows, all inserted by one statement (see _DELETE_CHUNKS on steps):
-# `INSERT INTO group_rows` with each table's rows as a JSON array of arrays (`json_rows`).
+# `INSERT INTO group_rows` with each table's rows as a JSON array of arrays (`json_list`).
 # TEMP: created on the writer's connection when it opens, never stored in the database.
 GROUP_ROWS_TRIGGER = """
 CREATE TEMP VIEW IF NOT EXISTS group_rows (chunks, deliveries, seen_at, seen_ids, counters)
@@ -230,11 +231,6 @@ END;
 _INSERT_GROUP_ROWS = "INSERT INTO group_rows VALUES (?,?,?,?,?)"
 
 
-def json_rows(rows: Sequence[tuple]) -> str:
-    """Rows for `json_each(?)` read as `value->>i` columns (numbers, text and nulls only)."""
-    return msgspec.json.encode(rows).decode()
-
-
 def chunk_body(payloads: Sequence[bytes]) -> bytes:
     """A chunk's payload: the events' own bytes as a JSON array, never re-encoded. One join
     copies them once (the brackets ride on the end payloads): `b"[" + joined + b"]"` copied
@@ -250,7 +246,7 @@ def chunk_bytes(payloads: Sequence[bytes]) -> int:
 
 
 class GroupWrite:
-    """One group commit in the making: inserts buffered per table (one statement each at
+    """One group commit in the making: inserts buffered per table (all in one statement at
     `flush`), the group's payloads of `inline_max_bytes` or more (one segment write at
     `flush`, before the rows that point at them; smaller ones go in their rows, so a group
     of small chunks never touches a segment), and the effects the store applies only once
@@ -358,7 +354,7 @@ class GroupWrite:
         counters = [(owner, name, n) for (owner, name), n in self.counts.items() if n]
         if located or self._deliveries or self.new_ids or counters:
             seen_ids = encode_ids(self.new_ids) if self.new_ids else None
-            rows = (json_rows(located), json_rows(self._deliveries), self.now, seen_ids, json_rows(counters))
+            rows = (json_list(located), json_list(self._deliveries), self.now, seen_ids, json_list(counters))
             conn.execute(_INSERT_GROUP_ROWS, rows)
 
     def committed(self) -> None:

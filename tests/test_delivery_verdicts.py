@@ -16,7 +16,8 @@ from gateway.config import DestinationConfig, RetryConfig
 from gateway.delivery import Worker
 from gateway.event import Track, encode_event
 from gateway.metrics import Metrics
-from gateway.store.base import DeadLetterFilter, Entry
+from gateway.store.base import DeadLetterFilter
+from tests.appends import append
 from gateway.store.sqlite import SqliteStore
 
 
@@ -85,7 +86,7 @@ def run_round(tmp_path: Path, module, vendor: ScriptedVendor, n: int = 4, spec: 
         await store.open()
         try:
             events = [Track(message_id=f"m{i}", user_id=f"u{i}", event="e") for i in range(n)]
-            await store.append([Entry(e.message_id, encode_event(e), ("d",)) for e in events])
+            await append(store, [(e.message_id, encode_event(e), ("d",)) for e in events])
             worker = Worker("d", spec or DestinationConfig(type="x"), module, None, store, vendor, Metrics())
             await worker._deliver(await store.lease("d", 100))
             await asyncio.gather(*worker._settling)

@@ -10,7 +10,8 @@ from gateway.config import DestinationConfig
 from gateway.delivery import Worker
 from gateway.event import Track, encode_event
 from gateway.metrics import Metrics
-from gateway.store.base import DeadLetterFilter, Entry
+from gateway.store.base import DeadLetterFilter
+from tests.appends import append
 from gateway.store.sqlite import SqliteStore
 
 
@@ -47,7 +48,7 @@ def deliver(tmp_path: Path, module, transport, events) -> list:
         store = SqliteStore(str(tmp_path / "t.db"))
         await store.open()
         try:
-            await store.append([Entry(e.message_id, encode_event(e), ("d",)) for e in events])
+            await append(store, [(e.message_id, encode_event(e), ("d",)) for e in events])
             spec = DestinationConfig(type="x")
             worker = Worker("d", spec, module, None, store, transport, Metrics())
             await worker._deliver(await store.lease("d", 100))
@@ -98,7 +99,7 @@ def test_a_damaged_chunk_is_dead_lettered_whole_not_retried_forever(tmp_path):
         store = SqliteStore(str(tmp_path / "t.db"))
         await store.open()
         try:
-            await store.append([Entry("bad", b'{"type":"track",', ("d",)), Entry("ok", encode_event(track(1)), ("e",))])
+            await append(store, [("bad", b'{"type":"track",', ("d",)), ("ok", encode_event(track(1)), ("e",))])
             worker = Worker("d", DestinationConfig(type="x"), adapter(), None, store, transport, Metrics())
             await worker._deliver(await store.lease("d", 100))
             await asyncio.gather(*worker._settling)

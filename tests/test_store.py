@@ -16,11 +16,12 @@ from gateway.store.base import (
     BackpressureError,
     DeadLetter,
     DeadLetterFilter,
-    Entry,
+    Events,
     Settlement,
     StoreError,
 )
 from gateway.store.sqlite import SqliteStore
+from tests.appends import append
 from gateway.store.sqlite_schema import GroupWrite
 
 
@@ -56,8 +57,8 @@ def event(message_id: str) -> bytes:
     return msgspec.json.encode({"type": "track", "messageId": message_id, "event": "Viewed"})
 
 
-def entry(message_id: str, *destinations: str) -> Entry:
-    return Entry(message_id, event(message_id), destinations)
+def entry(message_id: str, *destinations: str) -> tuple[str, bytes, tuple[str, ...]]:
+    return message_id, event(message_id), destinations
 
 
 def joined(*message_ids: str) -> bytes:
@@ -75,7 +76,7 @@ def dead(message_id: str, reason: str = "http_400", **fields) -> DeadLetter:
 
 async def dead_letter(store, destination: str, *message_ids: str, reason: str = "http_400"):
     """Append events for `destination` and dead-letter them all."""
-    await store.append([entry(m, destination) for m in message_ids])
+    await append(store, [entry(m, destination) for m in message_ids])
     for chunk in await store.lease(destination, 1000):
         letters = tuple(dead(e["messageId"], reason) for e in json.loads(chunk.payload))
         await store.settle(destination, [Settlement(chunk.seq, delivered=0, dead=letters)])
@@ -87,12 +88,12 @@ async def dead_letter(store, destination: str, *message_ids: str, reason: str = 
 def test_appended_events_survive_reopen_and_stay_deduplicated(open_store):
     async def scenario():
         async with open_store() as store:
-            assert await store.append([entry("m1", "a"), entry("m2", "a")]) == [True, True]
+            assert await append(store, [entry("m1", "a"), entry("m2", "a")]) == [True, True]
         async with open_store() as store:
             [chunk] = await store.lease("a", 10)
             assert chunk.payload == joined("m1", "m2")
             assert (chunk.n_events, chunk.attempts, chunk.destination) == (2, 0, "a")
-            assert await store.append([entry("m1", "a")]) == [False]
+            assert await append(store, [entry("m1", "a")]) == [False]
 
     asyncio.run(scenario())
 
@@ -100,9 +101,31 @@ def test_appended_events_survive_reopen_and_stay_deduplicated(open_store):
 def test_duplicate_inside_one_call_is_stored_once(open_store):
     async def scenario():
         async with open_store() as store:
-            results = await store.append([entry("m1", "a"), entry("m1", "a"), entry("m2", "a")])
+            results = await append(store, [entry("m1", "a"), entry("m1", "a"), entry("m2", "a")])
             assert results == [True, False, True]
             assert ids_of(await store.lease("a", 10)) == ["m1", "m2"]
+
+    asyncio.run(scenario())
+
+
+def test_a_big_call_with_some_duplicates_stores_exactly_the_new_events(open_store):
+    """A call big enough to be admitted on the event loop, to two destination sets: only the
+    new events' own bytes are stored, in order, with their count."""
+    old = [f"m{i}" for i in range(0, 30, 3)]
+    every = [f"m{i}" for i in range(30)]
+    new = [m for m in every if m not in old]
+
+    async def scenario():
+        async with open_store() as store:
+            assert await append(store, [entry(m, "a") for m in old]) == [True] * len(old)
+            await store.settle("a", [Settlement(c.seq, c.n_events) for c in await store.lease("a", 100)])
+            calls = [entry(m, "a") for m in every] + [entry("n1", "b"), entry("m3", "b")]
+            results = await append(store, calls)
+            assert results == [m not in old for m in every] + [True, False]
+            [chunk_a] = await store.lease("a", 100)
+            assert (chunk_a.payload, chunk_a.n_events) == (joined(*new), len(new))
+            [chunk_b] = await store.lease("b", 100)
+            assert (chunk_b.payload, chunk_b.n_events) == (joined("n1"), 1)
 
     asyncio.run(scenario())
 
@@ -110,8 +133,8 @@ def test_duplicate_inside_one_call_is_stored_once(open_store):
 def test_duplicate_across_calls_is_acknowledged_not_stored(open_store):
     async def scenario():
         async with open_store() as store:
-            assert await store.append([entry("m1", "a")]) == [True]
-            assert await store.append([entry("m1", "a"), entry("m2", "a")]) == [False, True]
+            assert await append(store, [entry("m1", "a")]) == [True]
+            assert await append(store, [entry("m1", "a"), entry("m2", "a")]) == [False, True]
             assert ids_of(await store.lease("a", 10)) == ["m1", "m2"]
             assert (await store.stats()).dedupe_ids == 2
 
@@ -123,16 +146,16 @@ def test_dedupe_ids_expire_after_the_window(open_store):
 
     async def scenario():
         async with open_store(dedupe_window_s=window_s) as store:
-            await store.append([entry("m1", "a"), entry("m2", "a")])
+            await append(store, [entry("m1", "a"), entry("m2", "a")])
             await asyncio.sleep(window_s + 0.1)
-            await store.append([entry("m3", "a")])
+            await append(store, [entry("m3", "a")])
             await store.compact()
             assert (await store.stats()).dedupe_ids == 1  # m3 is still inside its window
-            assert await store.append([entry("m1", "a"), entry("m3", "a")]) == [True, False]
+            assert await append(store, [entry("m1", "a"), entry("m3", "a")]) == [True, False]
         await asyncio.sleep(window_s + 0.1)
         async with open_store(dedupe_window_s=window_s) as store:  # expired ids are not reloaded
             assert (await store.stats()).dedupe_ids == 0
-            assert await store.append([entry("m3", "a")]) == [True]
+            assert await append(store, [entry("m3", "a")]) == [True]
 
     asyncio.run(scenario())
 
@@ -141,12 +164,12 @@ def test_dedupe_memory_is_capped_keeping_the_newest_ids(open_store):
     async def scenario():
         async with open_store(dedupe_max_ids=10) as store:
             for n in range(25):
-                await store.append([entry(f"m{n}", "a")])
+                await append(store, [entry(f"m{n}", "a")])
             assert (await store.stats()).dedupe_ids <= 10
-            assert await store.append([entry("m24", "a"), entry("m0", "a")]) == [False, True]
+            assert await append(store, [entry("m24", "a"), entry("m0", "a")]) == [False, True]
         async with open_store(dedupe_max_ids=10) as store:  # the cap holds on reload too
             assert (await store.stats()).dedupe_ids <= 10
-            assert await store.append([entry("m23", "a")]) == [False]
+            assert await append(store, [entry("m23", "a")]) == [False]
 
     asyncio.run(scenario())
 
@@ -154,11 +177,11 @@ def test_dedupe_memory_is_capped_keeping_the_newest_ids(open_store):
 def test_event_without_destinations_is_deduplicated_but_not_queued(open_store):
     async def scenario():
         async with open_store() as store:
-            assert await store.append([entry("m1")]) == [True]
+            assert await append(store, [entry("m1")]) == [True]
             stats = await store.stats()
             assert (stats.destinations, stats.backlog_bytes, stats.dedupe_ids) == ({}, 0, 1)
         async with open_store() as store:
-            assert await store.append([entry("m1", "a")]) == [False]
+            assert await append(store, [entry("m1", "a")]) == [False]
             assert await store.lease("a", 10) == []
 
     asyncio.run(scenario())
@@ -167,7 +190,7 @@ def test_event_without_destinations_is_deduplicated_but_not_queued(open_store):
 def test_one_call_makes_one_chunk_per_destination_set(open_store):
     async def scenario():
         async with open_store() as store:
-            await store.append([entry("m1", "a"), entry("m2", "a", "b"), entry("m3", "a")])
+            await append(store, [entry("m1", "a"), entry("m2", "a", "b"), entry("m3", "a")])
             chunks = await store.lease("a", 10)
             assert [c.payload for c in chunks] == [joined("m1", "m3"), joined("m2")]
             [chunk_b] = await store.lease("b", 10)
@@ -180,7 +203,7 @@ def test_concurrent_appends_are_durable_and_group_committed(open_store):
     async def scenario():
         async with open_store() as store:
             commits_before = store.commit_count
-            calls = [store.append([entry(f"m{i}", "a")]) for i in range(200)]
+            calls = [append(store, [entry(f"m{i}", "a")]) for i in range(200)]
             assert await asyncio.gather(*calls) == [[True]] * 200
             assert store.commit_count - commits_before < 200
         async with open_store() as store:
@@ -198,7 +221,7 @@ def test_sqlite_small_calls_of_one_commit_share_a_chunk(tmp_path):
     async def scenario():
         async with open_store_at(str(tmp_path / "s.db")) as store:
             n = MERGED_MAX_EVENTS + 100
-            calls = [store.append([entry(f"m{i}", "a")]) for i in range(n)]
+            calls = [append(store, [entry(f"m{i}", "a")]) for i in range(n)]
             assert await asyncio.gather(*calls) == [[True]] * n
             assert store.commit_count <= 3  # the first call's commit, then the rest together
             chunks = await store.lease("a", 10 * n)
@@ -211,16 +234,16 @@ def test_sqlite_small_calls_of_one_commit_share_a_chunk(tmp_path):
 def test_a_failing_call_does_not_fail_the_calls_sharing_its_commit(open_store):
     async def scenario():
         async with open_store() as store:
-            broken = Entry("m2", None, ("a",))  # type: ignore[arg-type]  # not bytes
+            broken = [Events(["m2"], None, ("a",))]  # type: ignore[arg-type]  # not bytes
             results = await asyncio.gather(
-                store.append([entry("m1", "a")]),
-                store.append([broken]),
-                store.append([entry("m3", "a")]),
+                append(store, [entry("m1", "a")]),
+                store.append(broken),
+                append(store, [entry("m3", "a")]),
                 return_exceptions=True,
             )
             assert results[0] == [True] and results[2] == [True]
             assert isinstance(results[1], StoreError)
-            assert await store.append([entry("m2", "a")]) == [True]  # its id was not kept
+            assert await append(store, [entry("m2", "a")]) == [True]  # its id was not kept
             assert ids_of(await store.lease("a", 10)) == ["m1", "m3", "m2"]
 
     asyncio.run(scenario())
@@ -232,9 +255,9 @@ def test_a_failing_call_does_not_fail_the_calls_sharing_its_commit(open_store):
 def test_lease_is_in_order_and_gathers_up_to_max_events(open_store):
     async def scenario():
         async with open_store() as store:
-            await store.append([entry("m1", "a"), entry("m2", "a")])
-            await store.append([entry("m3", "a"), entry("m4", "a"), entry("m5", "a")])
-            await store.append([entry("m6", "a"), entry("m7", "a")])
+            await append(store, [entry("m1", "a"), entry("m2", "a")])
+            await append(store, [entry("m3", "a"), entry("m4", "a"), entry("m5", "a")])
+            await append(store, [entry("m6", "a"), entry("m7", "a")])
             first = await store.lease("a", 4)  # 2 + 3 events reach 4
             assert ids_of(first) == ["m1", "m2", "m3", "m4", "m5"]
             assert [c.n_events for c in first] == [2, 3]
@@ -248,8 +271,8 @@ def test_lease_is_in_order_and_gathers_up_to_max_events(open_store):
 def test_leased_chunks_are_exclusive_until_settled_or_released(open_store):
     async def scenario():
         async with open_store() as store:
-            await store.append([entry("m1", "a")])
-            await store.append([entry("m2", "a")])
+            await append(store, [entry("m1", "a")])
+            await append(store, [entry("m2", "a")])
             [first] = await store.lease("a", 1)
             [second] = await store.lease("a", 1)
             assert await store.lease("a", 10) == []
@@ -266,7 +289,7 @@ def test_leased_chunks_are_exclusive_until_settled_or_released(open_store):
 def test_chunk_is_deleted_once_every_destination_settled_it(open_store):
     async def scenario():
         async with open_store() as store:
-            await store.append([entry("m1", "a", "b")])
+            await append(store, [entry("m1", "a", "b")])
             backlog = (await store.stats()).backlog_bytes
             assert backlog == len(joined("m1"))
             [chunk_a] = await store.lease("a", 10)
@@ -286,7 +309,7 @@ def test_chunk_is_deleted_once_every_destination_settled_it(open_store):
 def test_partial_retry_becomes_a_new_chunk_for_that_destination_only(open_store):
     async def scenario():
         async with open_store() as store:
-            await store.append([entry(m, "a", "b") for m in ("m1", "m2", "m3")])
+            await append(store, [entry(m, "a", "b") for m in ("m1", "m2", "m3")])
             [chunk] = await store.lease("a", 10)
             retry_at = time.time() + 0.3
             settlement = Settlement(
@@ -315,7 +338,7 @@ def test_partial_retry_keeps_the_exact_bytes_of_the_events_retried(open_store):
 
     async def scenario():
         async with open_store() as store:
-            await store.append([entry(m, "a") for m in ("m1", "m3", "m5")])
+            await append(store, [entry(m, "a") for m in ("m1", "m3", "m5")])
             [chunk] = await store.lease("a", 10)
             await store.settle("a", [Settlement(chunk.seq, 1, retried, time.time(), "http_500")])
             [again] = await store.lease("a", 10)
@@ -334,9 +357,9 @@ def test_reopen_leases_the_same_bytes_in_the_same_order(open_store):
     async def scenario():
         async with open_store() as store:
             for call in calls:
-                await store.append(call)
+                await append(store, call)
             before = await store.lease("a", 1000)
-            expected = [joined(*(e.message_id for e in call)) for call in calls]
+            expected = [joined(*(message_id for message_id, _, _ in call)) for call in calls]
             assert [c.payload for c in before] == expected
         async with open_store() as store:
             after = await store.lease("a", 1000)
@@ -348,7 +371,7 @@ def test_reopen_leases_the_same_bytes_in_the_same_order(open_store):
 def test_retrying_a_whole_chunk_keeps_it_and_counts_the_attempt(open_store):
     async def scenario():
         async with open_store() as store:
-            await store.append([entry("m1", "a"), entry("m2", "a")])
+            await append(store, [entry("m1", "a"), entry("m2", "a")])
             [chunk] = await store.lease("a", 10)
             retry_at = time.time() + 0.2
             retry = (event("m1"), event("m2"))
@@ -367,7 +390,7 @@ def test_retrying_a_whole_chunk_keeps_it_and_counts_the_attempt(open_store):
 def test_dead_letters_keep_every_field(open_store):
     async def scenario():
         async with open_store() as store:
-            await store.append([entry("m1", "a"), entry("m2", "a")])
+            await append(store, [entry("m1", "a"), entry("m2", "a")])
             [chunk] = await store.lease("a", 10)
             letter = dead(
                 "m1",
@@ -397,7 +420,7 @@ def test_dead_letters_keep_every_field(open_store):
 def test_replay_resets_attempts_and_keeps_the_bytes(open_store):
     async def scenario():
         async with open_store() as store:
-            await store.append([entry("m1", "a", "b"), entry("m2", "a", "b")])
+            await append(store, [entry("m1", "a", "b"), entry("m2", "a", "b")])
             for destination in ("a", "b"):
                 [chunk] = await store.lease(destination, 10)
                 letters = (dead("m1", attempts=5), dead("m2", attempts=5))
@@ -421,7 +444,7 @@ def test_replay_by_another_process_is_seen_by_the_running_one(open_store):
             await dead_letter(gateway, "a", "m1")
             async with open_store() as cli:
                 assert await cli.replay("a") == 1
-            await gateway.append([entry("m2", "a")])  # its seq must not collide with the replay's
+            await append(gateway, [entry("m2", "a")])  # its seq must not collide with the replay's
             assert ids_of(await gateway.lease("a", 10)) == ["m1", "m2"]
 
     asyncio.run(scenario())
@@ -494,11 +517,11 @@ def test_rejects_are_listed_newest_first_truncated_and_bounded(open_store):
 def test_counters_add_up_from_appends_and_settlements(open_store):
     async def scenario():
         async with open_store() as store:
-            await store.append([entry("m1", "a")], {("a", "skipped_filter"): 2})
-            await store.append([], {("a", "skipped_filter"): 3, ("b", "skipped_disabled"): 1})
+            await append(store, [entry("m1", "a")], {("a", "skipped_filter"): 2})
+            await append(store, [], {("a", "skipped_filter"): 3, ("b", "skipped_disabled"): 1})
             [chunk] = await store.lease("a", 10)
             await store.settle("a", [Settlement(chunk.seq, delivered=1)])
-            await store.append([entry("m2", "a"), entry("m3", "a"), entry("m4", "a")])
+            await append(store, [entry("m2", "a"), entry("m3", "a"), entry("m4", "a")])
             [chunk] = await store.lease("a", 10)
             retry = (event("m3"),)
             outcome = Settlement(chunk.seq, 1, retry, time.time() + 60, "http_503", (dead("m4"),))
@@ -516,10 +539,10 @@ def test_counters_add_up_from_appends_and_settlements(open_store):
 def test_stats_report_pending_retrying_dead_and_age(open_store):
     async def scenario():
         async with open_store() as store:
-            await store.append([entry("m1", "a"), entry("m2", "a")])
-            await store.append([entry("m3", "a", "b")])
+            await append(store, [entry("m1", "a"), entry("m2", "a")])
+            await append(store, [entry("m3", "a", "b")])
             await dead_letter(store, "c", "m5")
-            await store.append([entry("m4", "c")])
+            await append(store, [entry("m4", "c")])
             [first, *_] = await store.lease("a", 1)
             retry = (event("m1"), event("m2"))
             await store.settle("a", [Settlement(first.seq, 0, retry, time.time() + 60, "x")])
@@ -540,15 +563,15 @@ def test_stats_report_pending_retrying_dead_and_age(open_store):
 def test_backlog_cap_refuses_appends_until_work_is_settled(open_store):
     async def scenario():
         async with open_store(max_backlog_bytes=100) as store:
-            await store.append([entry("m1", "a"), entry("m2", "a")])  # over 100 bytes now
+            await append(store, [entry("m1", "a"), entry("m2", "a")])  # over 100 bytes now
             assert store.over_backlog
             with pytest.raises(BackpressureError) as refused:
-                await store.append([entry("m3", "a")])
+                await append(store, [entry("m3", "a")])
             assert refused.value.retry_after_s > 0
             [chunk] = await store.lease("a", 10)
             await store.settle("a", [Settlement(chunk.seq, delivered=2)])
             assert not store.over_backlog
-            assert await store.append([entry("m3", "a")]) == [True]  # m3 was never stored
+            assert await append(store, [entry("m3", "a")]) == [True]  # m3 was never stored
 
     asyncio.run(scenario())
 
@@ -560,7 +583,7 @@ def test_next_due_reports_the_earliest_unleased_chunk(open_store):
     async def scenario():
         async with open_store() as store:
             assert await store.next_due("a") is None
-            await store.append([entry("m1", "a")])
+            await append(store, [entry("m1", "a")])
             assert await store.next_due("a") <= time.time()
             [chunk] = await store.lease("a", 10)
             retry_at = time.time() + 30
@@ -576,10 +599,10 @@ def test_wait_for_work_wakes_on_append_and_times_out_otherwise(open_store):
             waiter = asyncio.create_task(store.wait_for_work("a", 30))
             await asyncio.sleep(0.05)
             assert not waiter.done()
-            await store.append([entry("m1", "b")])
+            await append(store, [entry("m1", "b")])
             await asyncio.sleep(0.05)
             assert not waiter.done()  # work for b does not wake a
-            await store.append([entry("m2", "a")])
+            await append(store, [entry("m2", "a")])
             await asyncio.wait_for(waiter, 5)
             await asyncio.wait_for(store.wait_for_work("a", 0.01), 5)  # nothing new: times out
 
@@ -592,7 +615,7 @@ def test_ping_close_and_closed_store(open_store):
             await store.ping()
             await store.close()  # closing twice is harmless
             with pytest.raises(StoreError):
-                await store.append([entry("m1", "a")])
+                await append(store, [entry("m1", "a")])
 
     asyncio.run(scenario())
 
@@ -610,10 +633,10 @@ def test_sqlite_failed_commit_keeps_nothing(tmp_path):
             blocker = sqlite3.connect(path, isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
             with pytest.raises(StoreError):
-                await store.append([entry("m1", "a")])
+                await append(store, [entry("m1", "a")])
             blocker.execute("ROLLBACK")
             blocker.close()
-            assert await store.append([entry("m1", "a")]) == [True]  # its id was not kept
+            assert await append(store, [entry("m1", "a")]) == [True]  # its id was not kept
         finally:
             await store.close()
 
@@ -635,7 +658,7 @@ def test_sqlite_segments_are_unlinked_once_every_chunk_in_them_is_settled(tmp_pa
     async def scenario():
         async with open_segmented(path, segment_bytes=100) as store:
             for i in range(6):  # 52 bytes a chunk: two chunks fill a segment
-                await store.append([entry(f"m{i}", "a", "b")])
+                await append(store, [entry(f"m{i}", "a", "b")])
             files = segment_files(path)
             assert len(files) == 3
             chunks = await store.lease("a", 1)  # m0: segment 1 is still needed by b
@@ -663,7 +686,7 @@ def test_sqlite_a_reopen_reads_every_segment_back_exactly(tmp_path):
     async def scenario():
         async with open_segmented(path, segment_bytes=100) as store:
             for i in range(10):
-                await store.append([entry(f"m{i}", "a"), entry(f"n{i}", "b")])
+                await append(store, [entry(f"m{i}", "a"), entry(f"n{i}", "b")])
             before = await store.lease("a", 100) + await store.lease("b", 100)
         assert len(segment_files(path)) == 10  # two 52-byte chunks fill a segment
         async with open_segmented(path, segment_bytes=100) as store:
@@ -679,11 +702,11 @@ def test_sqlite_a_partial_retry_keeps_its_segment_alive(tmp_path):
 
     async def scenario():
         async with open_segmented(path, segment_bytes=100) as store:
-            await store.append([entry("m1", "a"), entry("m2", "a")])
+            await append(store, [entry("m1", "a"), entry("m2", "a")])
             [chunk] = await store.lease("a", 10)
             await store.settle("a", [Settlement(chunk.seq, 1, (event("m2"),), time.time(), "x")])
             assert len(segment_files(path)) == 1  # m1+m2 settled; m2 went to a new segment
-            await store.append([entry("m3", "a")])
+            await append(store, [entry("m3", "a")])
         async with open_segmented(path, segment_bytes=100) as store:
             chunks = await store.lease("a", 10)
             assert [c.payload for c in chunks] == [joined("m2"), joined("m3")]
@@ -704,7 +727,7 @@ def test_sqlite_sparse_segments_are_rewritten_so_a_sliver_does_not_pin_the_disk(
     async def scenario():
         async with open_segmented(path, segment_bytes=1000) as store:  # ~19 chunks a file
             for i in range(300):
-                await store.append([entry(f"m{i}", "a")] + [entry(f"k{i}", "b")] * (i % 20 == 0))
+                await append(store, [entry(f"m{i}", "a")] + [entry(f"k{i}", "b")] * (i % 20 == 0))
                 chunks = await store.lease("a", 10)  # "a" keeps up
                 await store.settle("a", [Settlement(c.seq, c.n_events) for c in chunks])
                 backlog = (await store.stats()).backlog_bytes
@@ -726,7 +749,7 @@ def test_sqlite_orphan_segment_files_are_removed_at_open(tmp_path):
 
     async def scenario():
         async with open_segmented(path) as store:
-            await store.append([entry("m1", "a")])
+            await append(store, [entry("m1", "a")])
         [live] = segment_files(path)
         # What a crash between a payload's fdatasync and its COMMIT leaves behind.
         for name in ("000007.seg", "000008.seg"):
@@ -736,7 +759,7 @@ def test_sqlite_orphan_segment_files_are_removed_at_open(tmp_path):
             assert segment_files(path) == [live, "notes.txt"]
             [chunk] = await store.lease("a", 10)
             assert chunk.payload == joined("m1")
-            await store.append([entry("m2", "a")])  # a new segment, never 7 or 8 again
+            await append(store, [entry("m2", "a")])  # a new segment, never 7 or 8 again
             assert len(segment_files(path)) == 3 and "000009.seg" in segment_files(path)
 
     asyncio.run(scenario())
@@ -747,7 +770,7 @@ def test_sqlite_a_failed_commit_leaves_orphan_bytes_and_no_chunk(tmp_path, monke
 
     async def scenario():
         async with open_segmented(path) as store:
-            await store.append([entry("m1", "a")])
+            await append(store, [entry("m1", "a")])
             flush = GroupWrite.flush
 
             def flush_then_fail(txn):
@@ -756,9 +779,9 @@ def test_sqlite_a_failed_commit_leaves_orphan_bytes_and_no_chunk(tmp_path, monke
 
             monkeypatch.setattr(GroupWrite, "flush", flush_then_fail)
             with pytest.raises(StoreError):
-                await store.append([entry("m2", "a")])
+                await append(store, [entry("m2", "a")])
             monkeypatch.setattr(GroupWrite, "flush", flush)
-            assert await store.append([entry("m3", "a")]) == [True]
+            assert await append(store, [entry("m3", "a")]) == [True]
             assert ids_of(await store.lease("a", 10)) == ["m1", "m3"]
         async with open_segmented(path) as store:
             assert ids_of(await store.lease("a", 10)) == ["m1", "m3"]
@@ -773,7 +796,7 @@ def test_sqlite_segments_of_another_process_are_unlinked_only_once_it_is_gone(tm
     async def scenario():
         async with open_segmented(path) as gateway:
             await dead_letter(gateway, "a", "m1")
-            await gateway.append([entry("m2", "a")])
+            await append(gateway, [entry("m2", "a")])
             async with open_segmented(path) as cli:  # replays into a segment of its own
                 assert await cli.replay("a") == 1
                 chunks = await gateway.lease("a", 10)
@@ -781,7 +804,7 @@ def test_sqlite_segments_of_another_process_are_unlinked_only_once_it_is_gone(tm
                 await gateway.settle("a", [Settlement(c.seq, 1) for c in chunks])
                 assert len(segment_files(path)) == 2  # the CLI's file: its owner is alive
             assert len(segment_files(path)) == 1  # the CLI removed it on close
-            await gateway.append([entry("m3", "a")])
+            await append(gateway, [entry("m3", "a")])
         async with open_segmented(path) as gateway:
             assert ids_of(await gateway.lease("a", 10)) == ["m3"]
 
@@ -794,7 +817,7 @@ def test_sqlite_a_group_of_more_chunks_than_one_gathering_write_takes(tmp_path):
 
     async def scenario():
         async with open_segmented(path) as store:
-            calls = [store.append([entry(f"m{i}", "a")]) for i in range(n)]
+            calls = [append(store, [entry(f"m{i}", "a")]) for i in range(n)]
             assert await asyncio.gather(*calls) == [[True]] * n
             assert store.commit_count < n
         async with open_segmented(path) as store:
@@ -847,9 +870,9 @@ def data_segments(tmp_path) -> list[str]:
 def test_inline_and_segment_chunks_lease_the_exact_bytes_after_reopen(open_store, tmp_path):
     async def scenario():
         async with open_store(**INLINE) as store:
-            await store.append([entry("s1", "a")])
-            await store.append([entry(f"b{i}", "a") for i in range(3)])
-            await store.append([entry("s2", "a")])
+            await append(store, [entry("s1", "a")])
+            await append(store, [entry(f"b{i}", "a") for i in range(3)])
+            await append(store, [entry("s2", "a")])
             before = await store.lease("a", 100)
         assert [inline for _, inline in chunk_rows(tmp_path)] == [1, 0, 1]
         assert len(data_segments(tmp_path)) == 1
@@ -870,9 +893,9 @@ def test_a_group_of_small_chunks_never_touches_a_segment(open_store, tmp_path, m
 
     async def scenario():
         async with open_store(**INLINE) as store:
-            calls = [store.append([entry(f"m{i}", "a", "b")]) for i in range(50)]
+            calls = [append(store, [entry(f"m{i}", "a", "b")]) for i in range(50)]
             assert await asyncio.gather(*calls) == [[True]] * 50
-            await store.append([entry("x", "a"), entry("y", "b")])  # two small chunks
+            await append(store, [entry("x", "a"), entry("y", "b")])  # two small chunks
             assert data_segments(tmp_path) == [] and synced == []
             chunks = await store.lease("a", 100)
             assert ids_of(chunks) == [f"m{i}" for i in range(50)] + ["x"]
@@ -884,8 +907,8 @@ def test_a_group_of_small_chunks_never_touches_a_segment(open_store, tmp_path, m
 def test_settling_inline_chunks_deletes_their_rows(open_store, tmp_path):
     async def scenario():
         async with open_store(**INLINE) as store:
-            await store.append([entry("m1", "a", "b"), entry("m2", "a", "b")])
-            await store.append([entry("m3", "a")])
+            await append(store, [entry("m1", "a", "b"), entry("m2", "a", "b")])
+            await append(store, [entry("m3", "a")])
             chunks = await store.lease("a", 100)
             await store.settle("a", [Settlement(c.seq, c.n_events) for c in chunks])
             assert len(chunk_rows(tmp_path)) == 1  # m1+m2, still pending for b
@@ -909,7 +932,7 @@ def test_one_call_may_store_some_chunks_inline_and_others_in_a_segment(open_stor
     async def scenario():
         async with open_store(**INLINE) as store:
             entries = [entry(m, "b") for m in many] + [entry("a1", "a")]
-            await store.append(entries)
+            await append(store, entries)
             assert sorted(inline for _, inline in chunk_rows(tmp_path)) == [0, 1]
             assert len(data_segments(tmp_path)) == 1
             assert [c.payload for c in await store.lease("a", 10)] == [joined("a1")]

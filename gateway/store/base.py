@@ -28,12 +28,14 @@ POSSIBLE_DUPLICATES = "possible_duplicates"
 # skipped_filter, skipped_unsupported (the adapter's skip_reason), ...
 
 
-class Entry(msgspec.Struct, frozen=True, gc=False):
-    """One event to append: its id, its canonical JSON, where it goes (may be empty).
-    Untracked by the GC (it holds no containers of its own): a batch makes hundreds."""
+class Events(msgspec.Struct, frozen=True, gc=False):
+    """Events of one call bound for the same destinations (maybe none: their ids are still
+    deduped): their messageIds, and their canonical JSON as one array in the same order. The
+    array is a chunk's payload as is, made by one encoder call, so no object per event
+    outlives the call's encoding while its commit runs. Untracked by the GC: no cycles."""
 
-    message_id: str
-    payload: bytes
+    message_ids: list[str]
+    body: bytes  # a JSON array: b"[{...},{...}]"
     destinations: tuple[str, ...]
 
 
@@ -140,13 +142,13 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     async def append(
-        self, entries: Sequence[Entry], counts: Mapping[tuple[str, str], int] | None = None
+        self, batches: Sequence[Events], counts: Mapping[tuple[str, str], int] | None = None
     ) -> list[bool]:
-        """Store the entries durably (fsync) before returning. One result per entry: True
-        accepted, False a duplicate messageId within the dedupe window (not stored again;
-        a duplicate inside the same call counts too). `counts` adds to (destination,
-        counter) totals in the same transaction. Raises BackpressureError when over the
-        backlog cap, StoreError when the commit failed."""
+        """Store the events durably (fsync) before returning. One result per event, in the
+        order of `batches` and their ids: True accepted, False a duplicate messageId within
+        the dedupe window (not stored again; a duplicate inside the same call counts too).
+        `counts` adds to (destination, counter) totals in the same transaction. Raises
+        BackpressureError when over the backlog cap, StoreError when the commit failed."""
         ...
 
     async def lease(self, destination: str, max_events: int) -> list[Chunk]:

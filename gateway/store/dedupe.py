@@ -11,9 +11,7 @@ under the GIL.)
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
-
-from gateway.store.base import Entry
+from collections.abc import Iterable
 
 
 class SeenIds:
@@ -25,30 +23,29 @@ class SeenIds:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def admit(self, entries: Sequence[Entry], now: float, new_ids: list[str]) -> tuple[Sequence[Entry], list[bool]]:
-        """The entries whose id is new (recorded as seen at `now` and added to `new_ids`, the
-        caller's list for one commit), and for each entry whether it was new."""
+    def admit(self, ids: list[str], now: float, new_ids: list[str]) -> list[bool] | None:
+        """Record the new ones among `ids` as seen at `now` (added to `new_ids`, the caller's
+        list for one commit). None when all were new (the common case, answered by two C
+        calls); else, for each id, whether it was new."""
         seen = self._ids
-        ids = [entry.message_id for entry in entries]
         if seen.isdisjoint(ids):
             before = len(seen)
             seen.update(ids)
-            if len(seen) - before == len(ids):  # all new, none repeated: the common case
+            if len(seen) - before == len(ids):  # none repeated within the call either
                 self._remember(now, ids, new_ids)
-                return entries, [True] * len(ids)
-            seen.difference_update(ids)  # an id repeated within the call: item by item
-        fresh, accepted, new = [], [], []
-        for entry, message_id in zip(entries, ids):
+                return None
+            seen.difference_update(ids)  # an id repeated within the call: id by id
+        accepted, new = [], []
+        for message_id in ids:
             if message_id in seen:
                 accepted.append(False)
                 continue
             seen.add(message_id)
             new.append(message_id)
             accepted.append(True)
-            fresh.append(entry)
         if new:
             self._remember(now, new, new_ids)
-        return fresh, accepted
+        return accepted
 
     def _remember(self, now: float, ids: list[str], new_ids: list[str]) -> None:
         if not new_ids:  # the caller's list (one per group commit) joins the order once

@@ -21,7 +21,7 @@ from gateway.store.base import (
     Chunk,
     DeadLetterFilter,
     DeadLetterRow,
-    Entry,
+    Events,
     RejectRow,
     Settlement,
     StoreError,
@@ -29,7 +29,7 @@ from gateway.store.base import (
 )
 from gateway.store.dedupe import SeenIds
 from gateway.store.segments import SEGMENT_BYTES, Segments
-from gateway.store.sqlite_schema import REJECTED, GroupWrite, chunk_body, chunk_bytes
+from gateway.store.sqlite_schema import REJECTED, GroupWrite, chunk_body, split_array
 
 LOOP_ADMIT_MIN_EVENTS = 10  # appends this big are admitted on the loop (see _Append)
 MAX_GROUP_EVENTS = 5000  # one commit stays short enough that the next group is not starved
@@ -53,19 +53,36 @@ class _Op:
 
 
 class _Append:
-    """One append call. For a batch, its pure-Python part (dedupe admission, its chunks'
-    bytes) is done on the event loop as its group is taken, so the writer thread runs little
-    but I/O: each time that thread takes the GIL back from a busy loop it can wait up to the
+    """One append call. For a batch, its pure-Python part (dedupe admission, its chunks)
+    is done on the event loop as its group is taken, so the writer thread runs little but
+    I/O: each time that thread takes the GIL back from a busy loop it can wait up to the
     switch interval."""
 
-    __slots__ = ("entries", "counts", "accepted", "chunks", "admitted_into")
+    __slots__ = ("batches", "counts", "accepted", "chunks", "admitted_into")
 
-    def __init__(self, entries: Sequence[Entry], counts: Mapping[tuple[str, str], int] | None):
-        self.entries = entries
+    def __init__(self, batches: Sequence[Events], counts: Mapping[tuple[str, str], int] | None):
+        self.batches = batches
         self.counts = counts
         self.accepted: list[bool] = []
-        self.chunks: list[tuple[tuple[str, ...], list[bytes], bytes | None]] = []
+        self.chunks: list[tuple[tuple[str, ...], bytes, int]] = []  # (destinations, array, events)
         self.admitted_into: list[str] | None = None  # the new_ids list of the admitting group
+
+
+def _fresh_chunks(batches: Sequence[Events], accepted: list[bool]) -> list[tuple[tuple[str, ...], bytes, int]]:
+    """The chunks of an append some of whose events were duplicates: only the new ones."""
+    chunks, start = [], 0
+    for batch in batches:
+        end = start + len(batch.message_ids)
+        keep = accepted[start:end]
+        start = end
+        if not batch.destinations or not any(keep):
+            continue
+        if all(keep):
+            chunks.append((batch.destinations, batch.body, len(keep)))
+        else:
+            fresh = [item for item, new in zip(split_array(batch.body), keep) if new]
+            chunks.append((batch.destinations, chunk_body(fresh), len(fresh)))
+    return chunks
 
 
 def _failure(exc: BaseException) -> tuple[bool, StoreError]:
@@ -167,11 +184,12 @@ class SqliteStore:
     # -- writes ------------------------------------------------------------------------
 
     async def append(
-        self, entries: Sequence[Entry], counts: Mapping[tuple[str, str], int] | None = None
+        self, batches: Sequence[Events], counts: Mapping[tuple[str, str], int] | None = None
     ) -> list[bool]:
         if self.over_backlog:
             raise BackpressureError(BACKPRESSURE_RETRY_AFTER_S)
-        return await self._submit(self._append_in_txn, _Append(entries, counts), weight=len(entries))
+        weight = sum(len(batch.message_ids) for batch in batches)
+        return await self._submit(self._append_in_txn, _Append(batches, counts), weight=weight)
 
     async def settle(self, destination: str, settlements: Sequence[Settlement]) -> None:
         try:
@@ -355,35 +373,27 @@ class SqliteStore:
         failure (bad input) nothing of it stays admitted."""
         append.admitted_into = None
         mark = len(new_ids)
+        batches = append.batches
         try:
-            fresh, append.accepted = self._seen.admit(append.entries, now, new_ids)
-            append.chunks = self._chunks_of(fresh)
+            ids = batches[0].message_ids if len(batches) == 1 else [i for b in batches for i in b.message_ids]
+            accepted = self._seen.admit(ids, now, new_ids)
+            if accepted is None:  # all new: each batch's array is a chunk as it is
+                append.accepted = [True] * len(ids)
+                append.chunks = [(b.destinations, b.body, len(b.message_ids)) for b in batches if b.destinations]
+            else:
+                append.accepted = accepted
+                append.chunks = _fresh_chunks(batches, accepted)
         except BaseException:
             self._seen.forget(new_ids[mark:])
             del new_ids[mark:]
             raise
         append.admitted_into = new_ids
 
-    def _chunks_of(self, fresh: Sequence[Entry]) -> list[tuple[tuple[str, ...], list[bytes], bytes | None]]:
-        routes = {entry.destinations for entry in fresh}
-        if len(routes) == 1:  # one chunk for the whole call, the usual case (two C loops)
-            by_destinations = {routes.pop(): [entry.payload for entry in fresh]}
-        else:
-            by_destinations = {}
-            for entry in fresh:
-                by_destinations.setdefault(entry.destinations, []).append(entry.payload)
-        inline_max = self._inline_max_bytes
-        return [
-            (destinations, payloads, chunk_body(payloads) if chunk_bytes(payloads) >= inline_max else None)
-            for destinations, payloads in by_destinations.items()
-            if destinations
-        ]
-
     def _append_in_txn(self, txn: GroupWrite, append: _Append) -> list[bool]:
         if append.admitted_into is not txn.new_ids:  # a retry on its own, after a failed group
             self._admit(append, txn.now, txn.new_ids)
-        for destinations, payloads, body in append.chunks:
-            txn.add_new(destinations, payloads, body)
+        for destinations, body, n_events in append.chunks:
+            txn.add_new(destinations, body, n_events)
             txn.woken.update(destinations)
         if append.counts:
             txn.counts.update(append.counts)

@@ -240,9 +240,20 @@ def chunk_body(payloads: Sequence[bytes]) -> bytes:
     return b",".join([b"[" + payloads[0], *payloads[1:-1], payloads[-1] + b"]"])
 
 
-def chunk_bytes(payloads: Sequence[bytes]) -> int:
-    """len(chunk_body(payloads)), without making it."""
-    return sum(map(len, payloads)) + len(payloads) + 1
+def merge_arrays(bodies: Sequence[bytes]) -> bytes:
+    """Non-empty JSON arrays as one: b"[a]", b"[b,c]" -> b"[a,b,c]"."""
+    if len(bodies) == 1:
+        return bodies[0]
+    inner = [memoryview(body)[1:-1] for body in bodies[1:-1]]  # views: each byte copied once
+    return b",".join([memoryview(bodies[0])[:-1], *inner, memoryview(bodies[-1])[1:]])
+
+
+_decode_array = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+
+def split_array(body: bytes) -> list[bytes]:
+    """A chunk's JSON array back into its events' own bytes (chunk_body's inverse)."""
+    return [bytes(item) for item in _decode_array(body)]
 
 
 class GroupWrite:
@@ -268,7 +279,7 @@ class GroupWrite:
         self.inline_max_bytes = inline_max_bytes
         self._seq_base_read = False
         self._chunks: list[tuple] = []
-        self._small: dict[tuple[str, ...], list] = {}  # destinations -> [payloads, bytes] to merge
+        self._small: dict[tuple[str, ...], list] = {}  # destinations -> [arrays, bytes, events] to merge
         self._deliveries: list[tuple] = []
         self._bodies: list[bytes] = []  # payloads to write, new chunks' and relocated ones'
         self._tail: tuple[int, int] | None = None  # (segment, offset) of the first body
@@ -283,22 +294,27 @@ class GroupWrite:
         self.woken: set[str] = set()  # destinations given work that is due now
         self.checkpoint = False  # truncate the WAL after COMMIT
 
-    def add_new(self, destinations: tuple[str, ...], payloads: Sequence[bytes], body: bytes | None = None) -> None:
-        """The new events of one append (`body`: their chunk_body, when already made). Small
-        appends of one commit that go to the same destinations share a chunk: a commit of N
-        single-event calls writes one row, not N."""
-        size = chunk_bytes(payloads) if body is None else len(body)
-        if size >= self.inline_max_bytes:
-            self.add_chunk(destinations, payloads, self.now, body=body)
+    def add_new(self, destinations: tuple[str, ...], body: bytes, n_events: int) -> None:
+        """The new events of one append, `body` their JSON array. Small appends of one
+        commit that go to the same destinations share a chunk: a commit of N single-event
+        calls writes one row, not N."""
+        if len(body) >= self.inline_max_bytes:
+            self.add_chunk(destinations, (), self.now, body=body, n_events=n_events)
             return
         pending = self._small.get(destinations)
-        if pending is not None and (pending[1] + size > MERGED_MAX_BYTES or len(pending[0]) >= MERGED_MAX_EVENTS):
-            self.add_chunk(destinations, pending[0], self.now, inline_below=MERGED_MAX_BYTES)
+        if pending is not None and (pending[1] + len(body) > MERGED_MAX_BYTES or pending[2] >= MERGED_MAX_EVENTS):
+            self._add_merged(destinations, pending)
             pending = None
         if pending is None:
-            pending = self._small[destinations] = [[], 0]
-        pending[0].extend(payloads)
-        pending[1] += size
+            pending = self._small[destinations] = [[], 0, 0]
+        pending[0].append(body)
+        pending[1] += len(body)
+        pending[2] += n_events
+
+    def _add_merged(self, destinations: tuple[str, ...], pending: list) -> None:
+        bodies, _, n_events = pending
+        body = merge_arrays(bodies)
+        self.add_chunk(destinations, (), self.now, inline_below=MERGED_MAX_BYTES, body=body, n_events=n_events)
 
     def add_chunk(
         self,
@@ -310,12 +326,15 @@ class GroupWrite:
         error: str | None = None,
         inline_below: int | None = None,
         body: bytes | None = None,
+        n_events: int | None = None,
     ) -> None:
+        """A chunk of `payloads` (or of `body`, their array already made, with `n_events`)."""
         if body is None:
             body = chunk_body(payloads)
         seq = self._new_seq()
         place = self._place(body, inline_below or self.inline_max_bytes)
-        self._chunks.append((seq, received_at, len(payloads), len(body), *place))
+        n = len(payloads) if n_events is None else n_events
+        self._chunks.append((seq, received_at, n, len(body), *place))
         due = self.now if due is None else due
         self._deliveries.extend((name, seq, attempts, due, error) for name in destinations)
         self.bytes_delta += len(body)
@@ -341,8 +360,8 @@ class GroupWrite:
 
     def flush(self) -> None:
         conn = self.conn
-        for destinations, (payloads, _) in self._small.items():
-            self.add_chunk(destinations, payloads, self.now, inline_below=MERGED_MAX_BYTES)
+        for destinations, pending in self._small.items():
+            self._add_merged(destinations, pending)
         self._small.clear()
         if self._bodies:
             # Durable before the rows that point at them commit: a crash in between leaves

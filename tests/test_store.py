@@ -944,3 +944,31 @@ def test_one_call_may_store_some_chunks_inline_and_others_in_a_segment(open_stor
             assert await store.lease("b", 10) == []
 
     asyncio.run(scenario())
+
+
+def test_segment_reads_take_adjacent_chunks_in_one_read_and_return_each_exactly(tmp_path):
+    """Runs of adjacent chunks are read with one pread and cut apart; gaps, other segments and
+    single chunks still come back exactly, in the order asked."""
+    from gateway.store.segments import Segments
+
+    segments = Segments(str(tmp_path / "segs"), max_bytes=64)
+    segments.open(dict)
+    try:
+        bodies = [b"[1]", b"[22]", b"[333]", b"[4444]"]
+        first, offset = segments.tail()
+        segments.write((first, offset), bodies)
+        segments.committed((len(bodies), sum(map(len, bodies))), {})  # live chunks: kept at rotation
+        places, at = [], offset
+        for body in bodies:
+            places.append((first, at, len(body)))
+            at += len(body)
+        segments.write(segments.tail(), [b"[5]" * 30])  # fills the segment
+        second, start = segments.tail()  # a new one
+        assert second != first
+        segments.write((second, start), [b"[6]"])
+        other = (second, start, 3)
+        asked = [places[0], places[1], places[3], other, places[2]]
+        assert segments.read(asked) == [b"[1]", b"[22]", b"[4444]", b"[6]", b"[333]"]
+        assert segments.read(places) == bodies
+    finally:
+        segments.close(lambda segment: True)

@@ -20,6 +20,28 @@ _NAME = re.compile(r"(\d{6,})\.seg")
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
 
 
+def _runs(locations: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, list[int]]]:
+    """(segment, offset, sizes) of each run of locations that follow one another in a file."""
+    runs: list[tuple[int, int, list[int]]] = []
+    end = None
+    for segment, offset, nbytes in locations:
+        if runs and runs[-1][0] == segment and offset == end:
+            runs[-1][2].append(nbytes)
+        else:
+            runs.append((segment, offset, [nbytes]))
+        end = offset + nbytes
+    return runs
+
+
+def _spans(offset: int, sizes: list[int]) -> list[tuple[int, int]]:
+    """(offset, size) of each chunk of a run starting at `offset`."""
+    spans = []
+    for nbytes in sizes:
+        spans.append((offset, nbytes))
+        offset += nbytes
+    return spans
+
+
 class _File:
     """An open segment and what still lives in it."""
 
@@ -270,15 +292,21 @@ class Segments:
         chunks were deleted or relocated since the caller read their rows)."""
         found: list[bytes | None] = []
         with self._files_lock:
-            for segment, offset, nbytes in locations:
+            for segment, offset, sizes in _runs(locations):
                 file = self._files.get(segment)
                 if file is None:
-                    found.append(self._read_foreign(segment, offset, nbytes))
+                    found += [self._read_foreign(segment, at, nbytes) for at, nbytes in _spans(offset, sizes)]
                     continue
-                data = os.pread(file.fd, nbytes, offset)
-                if len(data) != nbytes:
+                # Adjacent chunks (as they were appended) in one pread: the reader thread
+                # waits for the GIL after each blocking call.
+                data = os.pread(file.fd, sum(sizes), offset)
+                if len(data) != sum(sizes):
                     raise StoreError(f"segment file {self.path(segment)} is truncated")
-                found.append(data)
+                if len(sizes) == 1:
+                    found.append(data)
+                else:
+                    view = memoryview(data)
+                    found += [bytes(view[at - offset : at - offset + n]) for at, n in _spans(offset, sizes)]
         return found
 
     def _read_foreign(self, segment: int, offset: int, nbytes: int) -> bytes | None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import traceback
@@ -102,11 +103,16 @@ class Worker:
         # lane: a settle takes a group commit (~10 ms in a drain), a round about half that.
         self._settling: set[asyncio.Task] = set()
         self._settle_slots = asyncio.Semaphore(2 * self.lanes)
+        # Chunks leased for all lanes at once, taken a round at a time (see _lease).
+        self._ready: collections.deque[Chunk] = collections.deque()
+        self._refill = asyncio.Lock()
 
     async def run(self) -> None:
         try:
             await asyncio.gather(*(self._lane() for _ in range(self.lanes)))
         finally:
+            self.store.release(self.name, [c.seq for c in self._ready])  # left unsent
+            self._ready.clear()
             await asyncio.gather(*self._settling, return_exceptions=True)
 
     def stop(self) -> None:
@@ -151,7 +157,7 @@ class Worker:
         if hold > 0:
             await self._pause(hold)
             return []
-        chunks = await self.store.lease(self.name, self.max_events)
+        chunks = await self._lease(self.max_events)
         if not chunks:
             due = await self.store.next_due(self.name)
             # Poll at least every second: another process (the CLI's replay) may add work.
@@ -165,9 +171,26 @@ class Worker:
             if remaining <= 0:
                 break
             await self._wait_for_work(remaining)
-            more = await self.store.lease(self.name, self.max_events - count)
+            more = await self._lease(self.max_events - count)
             chunks.extend(more)
             count += sum(c.n_events for c in more)
+        return chunks
+
+    async def _lease(self, max_events: int) -> list[Chunk]:
+        """A round's chunks: in seq order until `max_events` events are in (at least one
+        chunk when any is due). One store lease fills a buffer for every lane: each lease
+        waits its turn on the store's reader thread, and with one per round, a traced drain
+        had all lanes waiting on leases about 40 % of the time."""
+        if not self._ready:
+            async with self._refill:
+                if not self._ready:
+                    self._ready.extend(await self.store.lease(self.name, max_events * self.lanes))
+        chunks: list[Chunk] = []
+        count = 0
+        while self._ready and count < max_events:
+            chunk = self._ready.popleft()
+            chunks.append(chunk)
+            count += chunk.n_events
         return chunks
 
     def _items(self, chunks: list[Chunk]) -> list[Item]:

@@ -6,7 +6,7 @@ import types
 from pathlib import Path
 
 from gateway.adapter import BatchLimits, OutboundRequest, Response, Verdict
-from gateway.config import DestinationConfig
+from gateway.config import BatchConfig, DestinationConfig
 from gateway.delivery import Worker
 from gateway.event import Track, encode_event
 from gateway.metrics import Metrics
@@ -110,3 +110,40 @@ def test_a_damaged_chunk_is_dead_lettered_whole_not_retried_forever(tmp_path):
     letters, stats = asyncio.run(scenario())
     assert [(letter.reason, letter.payload) for letter in letters] == [("undecodable_chunk", b'[{"type":"track",]')]
     assert stats.pending == 0 and transport.sent == []
+
+
+def track_n(n: int) -> Track:
+    return Track(message_id=f"m{n}", user_id="u", event="E", timestamp="2026-01-01T00:00:00.000Z")
+
+
+def test_one_store_lease_serves_every_lane_in_order_and_what_is_left_goes_back(tmp_path):
+    """Rounds come from a buffer one store lease fills for all lanes: fewer leases, the same
+    chunks in seq order, none twice; what no lane took is released when the worker stops."""
+
+    async def scenario():
+        store = SqliteStore(str(tmp_path / "t.db"))
+        await store.open()
+        try:
+            for call in range(12):  # 12 chunks of 10 events
+                await append(store, [(f"m{call}-{i}", encode_event(track_n(i)), ("d",)) for i in range(10)])
+            leases = []
+            real_lease = store.lease
+
+            async def counted(destination, max_events):
+                leases.append(max_events)
+                return await real_lease(destination, max_events)
+
+            store.lease = counted
+            spec = DestinationConfig(type="x", batch=BatchConfig(max_events=20, max_in_flight=4))
+            worker = Worker("d", spec, adapter(), None, store, FakeTransport(), Metrics())
+            rounds = [await worker._lease(20) for _ in range(3)]
+            assert leases == [80]  # one lease for four lanes' rounds
+            seqs = [c.seq for r in rounds for c in r]
+            assert [len(r) for r in rounds] == [2, 2, 2] and seqs == sorted(set(seqs))
+            worker.stop()
+            await worker.run()  # stops at once: the 2 chunks still buffered are released
+            assert len(await real_lease("d", 1000)) == 12 - len(seqs)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

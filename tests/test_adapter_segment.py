@@ -55,6 +55,25 @@ def test_requests_are_as_full_as_the_limits_allow(seed: int) -> None:
         assert len(request.events) == limits.max_events or grown > limits.max_bytes
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_batch_that_fits_one_request_is_the_same_bytes_either_way(seed: int) -> None:
+    """A batch that fits one request is encoded in one call: its bytes are those of the
+    event-by-event form; one event more than fits makes two requests."""
+    limits = segment.batch_limits(SETTINGS)
+    events = padded_tracks(seed, 400, (10, 900, 9_000, 20_000), source="web", sent_at="2026-11-23T11:26:27.000Z")
+    each = [encode_event(segment.outbound._outgoing(event)) for event in events]
+    fits = 0  # the longest prefix that fits one request
+    while fits < len(each) and fits < limits.max_events:
+        if len(b'{"batch":[' + b",".join(each[: fits + 1]) + b"]}") > limits.max_bytes:
+            break
+        fits += 1
+    (request,) = segment.build_requests(events[:fits], SETTINGS)
+    assert request.body == b'{"batch":[' + b",".join(each[:fits]) + b"]}"
+    assert request.events == tuple(range(fits))
+    if fits < len(events):
+        assert len(segment.build_requests(events[: fits + 1], SETTINGS)) == 2
+
+
 @pytest.mark.parametrize("capture", ["segment-python.json", "segment-node.json"])
 def test_segment_to_segment_keeps_what_segment_reads(capture: str) -> None:
     """A captured SDK batch, decoded and sent on to Segment, keeps every Spec field."""

@@ -36,7 +36,12 @@ def build_requests(events: list, settings: Settings) -> list[OutboundRequest]:
     url = settings.base_url.rstrip("/") + "/v1/batch"
     token = base64.b64encode(f"{settings.write_key}:".encode()).decode("ascii")
     headers = (("Authorization", f"Basic {token}"), ("Content-Type", "application/json"))
-    encoded = [_encode(_outgoing(event)) for event in events]
+    outgoing = [_outgoing(event) for event in events]
+    if 0 < len(outgoing) <= limits.max_events:  # the usual batch fits one request: one encoder call
+        body = b'{"batch":' + _encode(outgoing) + b"}"
+        if len(body) <= limits.max_bytes:
+            return [OutboundRequest(url, body, tuple(range(len(events))), headers=headers)]
+    encoded = [_encode(event) for event in outgoing]
     return [
         OutboundRequest(url, b'{"batch":[' + b",".join(encoded[i] for i in part) + b"]}",
                         tuple(part), headers=headers)

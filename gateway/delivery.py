@@ -17,7 +17,7 @@ import msgspec
 from gateway import registry
 from gateway.adapter import OutboundRequest, Response
 from gateway.config import DestinationConfig, GatewayConfig
-from gateway.event import BaseEvent, Event, decode_event
+from gateway.event import BaseEvent, Event, decode_event, encode_event
 from gateway.metrics import Metrics
 from gateway.retry import Verdict, may_have_landed, network_verdict
 from gateway.store.base import Chunk, DeadLetter, Settlement, Store
@@ -27,6 +27,7 @@ log = logging.getLogger("trackgate.delivery")
 
 _split_chunk = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _decode_chunk = msgspec.json.Decoder(list[Event]).decode
+_encoder = msgspec.json.Encoder()
 EXCERPT = 2048  # bytes of a request/response body kept with a dead letter
 MAX_SPLIT_DEPTH = 16
 MAX_RESENDS = 8  # rounds of "send the rest again at once" after a partial failure
@@ -39,16 +40,25 @@ def _worse(old: Verdict | None, new: Verdict) -> bool:
 
 
 class Item:
-    """One event of a delivery round."""
+    """One event of a delivery round: its canonical bytes are kept only when it came from a
+    chunk decoded event by event; else they are its encoding again, made when needed (a
+    retry, a dead letter)."""
 
-    __slots__ = ("chunk", "payload", "event", "verdict", "exchange")
+    __slots__ = ("chunk", "size", "_payload", "event", "verdict", "exchange")
 
-    def __init__(self, chunk: int, payload: msgspec.Raw, event: BaseEvent | None):
+    def __init__(self, chunk: int, size: int, event: BaseEvent | None, payload: msgspec.Raw | None = None):
         self.chunk = chunk
-        self.payload = payload
+        self.size = size
+        self._payload = payload
         self.event = event
         self.verdict: Verdict | None = None
         self.exchange = ("", "")
+
+    @property
+    def payload(self) -> bytes | msgspec.Raw:
+        if self._payload is None:
+            self._payload = encode_event(self.event)
+        return self._payload
 
 
 def _decode_or_none(payload: msgspec.Raw) -> BaseEvent | None:
@@ -56,6 +66,10 @@ def _decode_or_none(payload: msgspec.Raw) -> BaseEvent | None:
         return decode_event(payload)
     except msgspec.DecodeError:
         return None
+
+
+def _too_large(size: int, limit: int) -> Verdict:
+    return Verdict("dead", "event_too_large", detail=f"{size} bytes; the limit is {limit}")
 
 
 def _describe_request(request: OutboundRequest) -> str:
@@ -103,6 +117,7 @@ class Worker:
         # lane: a settle takes a group commit (~10 ms in a drain), a round about half that.
         self._settling: set[asyncio.Task] = set()
         self._settle_slots = asyncio.Semaphore(2 * self.lanes)
+        self._scratch = bytearray()  # where _size_of encodes
         # Chunks leased for all lanes at once, taken a round at a time (see _lease).
         self._ready: collections.deque[Chunk] = collections.deque()
         self._refill = asyncio.Lock()
@@ -195,27 +210,44 @@ class Worker:
 
     def _items(self, chunks: list[Chunk]) -> list[Item]:
         items = []
+        limit = self.max_event_bytes
+        size_of = self._size_of
         for index, chunk in enumerate(chunks):
-            try:
-                payloads = _split_chunk(chunk.payload)  # Raw views: copied only to retry or dead-letter
-            except msgspec.DecodeError:  # damaged storage: keep the bytes where people look, once
-                item = Item(index, msgspec.Raw(chunk.payload), None)
-                item.verdict = Verdict("dead", "undecodable_chunk", detail="the stored chunk is not a JSON array")
-                items.append(item)
-                continue
             try:
                 events = _decode_chunk(chunk.payload)
             except msgspec.DecodeError:  # stored by an older version, say: find the bad one
-                events = [_decode_or_none(payload) for payload in payloads]
-            for payload, event in zip(payloads, events):
-                item = Item(index, payload, event)
-                if event is None:
-                    item.verdict = Verdict("dead", "undecodable", detail="not a canonical event")
-                elif self.max_event_bytes is not None and len(payload) > self.max_event_bytes:
-                    item.verdict = Verdict(
-                        "dead", "event_too_large", detail=f"{len(payload)} bytes; the limit is {self.max_event_bytes}"
-                    )
+                items += self._items_one_by_one(index, chunk)
+                continue
+            # Each event's size is that of its encoding (msgspec round-trips the stored
+            # bytes), measured into one reused buffer: cheaper than splitting the array in a
+            # second pass, and no bytes object per event.
+            for event in events:
+                item = Item(index, size_of(event), event)
+                if limit is not None and item.size > limit:
+                    item.verdict = _too_large(item.size, limit)
                 items.append(item)
+        return items
+
+    def _size_of(self, event: BaseEvent) -> int:
+        _encoder.encode_into(event, self._scratch)
+        return len(self._scratch)
+
+    def _items_one_by_one(self, index: int, chunk: Chunk) -> list[Item]:
+        """A chunk that does not decode whole: its events one by one, the bad ones dead."""
+        try:
+            payloads = _split_chunk(chunk.payload)  # Raw views: copied only to retry or dead-letter
+        except msgspec.DecodeError:  # damaged storage: keep the bytes where people look, once
+            item = Item(index, len(chunk.payload), None, msgspec.Raw(chunk.payload))
+            item.verdict = Verdict("dead", "undecodable_chunk", detail="the stored chunk is not a JSON array")
+            return [item]
+        items = []
+        for payload in payloads:
+            item = Item(index, len(payload), _decode_or_none(payload), payload)
+            if item.event is None:
+                item.verdict = Verdict("dead", "undecodable", detail="not a canonical event")
+            elif self.max_event_bytes is not None and item.size > self.max_event_bytes:
+                item.verdict = _too_large(item.size, self.max_event_bytes)
+            items.append(item)
         return items
 
     def _batches(self, items: list[Item]) -> list[list[Item]]:
@@ -225,11 +257,11 @@ class Worker:
         for item in items:
             if item.verdict is not None:
                 continue
-            if current and (len(current) >= self.max_events or size + len(item.payload) > self.max_bytes):
+            if current and (len(current) >= self.max_events or size + item.size > self.max_bytes):
                 batches.append(current)
                 current, size = [], 0
             current.append(item)
-            size += len(item.payload) + 1
+            size += item.size + 1
         if current:
             batches.append(current)
         return batches

@@ -3,10 +3,12 @@ traceback; oversize events are dead-lettered unsent; a 413 on one event is final
 
 import asyncio
 import types
+
+import msgspec
 from pathlib import Path
 
 from gateway.adapter import BatchLimits, OutboundRequest, Response, Verdict
-from gateway.config import BatchConfig, DestinationConfig
+from gateway.config import BatchConfig, DestinationConfig, RetryConfig
 from gateway.delivery import Worker
 from gateway.event import Track, encode_event
 from gateway.metrics import Metrics
@@ -147,3 +149,33 @@ def test_one_store_lease_serves_every_lane_in_order_and_what_is_left_goes_back(t
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_retried_event_keeps_its_stored_bytes_exactly(tmp_path):
+    """Events are sized and, when some are retried, re-encoded from their decoded form: the
+    retry chunk holds byte for byte what ingest stored for them."""
+    events = [track_n(i) for i in range(3)]
+    events[1].properties = msgspec.Raw('{"é":"\\u00e9 é","n":1.50,"deep":{"a":[1, 2]}}'.encode())
+    stored = [encode_event(e) for e in events]
+
+    def classify(request, response):  # the first event lands, the others are retried
+        return [Verdict("delivered")] + [Verdict("retry", "http_500")] * (len(request.events) - 1)
+
+    module = types.SimpleNamespace(**{**vars(adapter()), "classify": classify})
+
+    async def scenario():
+        store = SqliteStore(str(tmp_path / "t.db"))
+        await store.open()
+        try:
+            await append(store, [(e.message_id, payload, ("d",)) for e, payload in zip(events, stored)])
+            spec = DestinationConfig(type="x", retry=RetryConfig(backoff_base_s=0, backoff_max_s=0))
+            worker = Worker("d", spec, module, None, store, FakeTransport(500), Metrics())
+            await worker._deliver(await store.lease("d", 100))
+            await asyncio.gather(*worker._settling)
+            await asyncio.sleep(0.01)
+            return await store.lease("d", 100)
+        finally:
+            await store.close()
+
+    [retry] = asyncio.run(scenario())
+    assert retry.payload == b"[" + stored[1] + b"," + stored[2] + b"]"

@@ -27,7 +27,7 @@ log = logging.getLogger("trackgate.delivery")
 
 _split_chunk = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _decode_chunk = msgspec.json.Decoder(list[Event]).decode
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder()  # sizes events: encode_into one reused buffer (see _items)
 EXCERPT = 2048  # bytes of a request/response body kept with a dead letter
 MAX_SPLIT_DEPTH = 16
 MAX_RESENDS = 8  # rounds of "send the rest again at once" after a partial failure

@@ -61,7 +61,9 @@ def table(results: dict) -> str:
         lines += [
             "",
             f"delivery: {d['events']:,} queued events drained to the Segment emulator in {d['drain_s']:.2f} s "
-            f"= {_n(d['events_s'])} events/s{state}",
+            f"= {_n(d['events_s'])} events/s{state}"
+            + (f" (best of {s['repeat']} drains; range {_n(d['events_s_range'][0])}-{_n(d['events_s_range'][1])})"
+               if "events_s_range" in d else ""),
             f"  received {d['delivered']:,} ({d['unique']:,} distinct messageIds, "
             f"{d['delivered'] - d['unique']:,} duplicates); {d['startup_to_done_s']:.2f} s from gateway start; "
             f"gateway CPU {d['gateway_cpu_us_per_event']:.1f} us/event, emulator CPU "

@@ -131,6 +131,9 @@ def _second_of(prefix: str) -> int:
 
 
 _MILLIS = tuple(f".{n:03d}Z" for n in range(1000))
+# Canonical times canonical_time passed lately -> their epoch ms: ingest checks each event's
+# time, then moves it by the request's clock skew, and the second look is then one probe.
+_epoch_ms_of: dict[str, int] = {}
 _MILLI_VALUES = {f"{n:03d}": n for n in range(1000)}
 
 
@@ -148,9 +151,13 @@ def format_ms(epoch_ms: int) -> str:
 def canonical_time(text: str) -> str:
     """Any ISO 8601 time as trackgate's one form (UTC, ms, "Z"); ValueError if it is none.
     UTC times ("Z" or "+00:00", as SDKs send them) take a fast path without a datetime."""
-    if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[10] == "T" and text[20:23] in _MILLI_VALUES:
-        _second_of(text[:19])  # already canonical: only validate (cached per second)
-        return text
+    if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[10] == "T":
+        milli = _MILLI_VALUES.get(text[20:23])
+        if milli is not None:  # already canonical: validate it (cached per second), note its ms
+            if len(_epoch_ms_of) > _CACHE_MAX:
+                _epoch_ms_of.clear()
+            _epoch_ms_of[text] = _second_of(text[:19]) * 1000 + milli
+            return text
     end = len(text) - 1 if text[-1:] == "Z" else len(text) - 6 if text.endswith("+00:00") else -1
     if text[10:11] != "T":
         end = -1
@@ -167,6 +174,9 @@ def canonical_time(text: str) -> str:
 
 def epoch_ms(text: str) -> int:
     """Milliseconds since the epoch of an ISO 8601 time (fast for the canonical form)."""
+    known = _epoch_ms_of.get(text)
+    if known is not None:
+        return known
     if len(text) == 24 and text[23] == "Z" and text[19] == ".":
         milli = _MILLI_VALUES.get(text[20:23])
         if milli is not None and text[10] == "T":

@@ -56,3 +56,18 @@ def test_raw_fields_pass_through_and_absent_ones_are_omitted():
     assert isinstance(event, Track) and obj(event.properties) == {"a": [1, {"b": None}]}
     assert obj(event.context) == {} and obj(NO_JSON) == {}
     assert encode_event(Track(event="E", properties=raw({"x": 1}))) == b'{"type":"track","event":"E","properties":{"x":1}}'
+
+
+def test_epoch_ms_of_a_checked_time_is_the_same_from_memory_or_parsed():
+    """canonical_time notes each canonical time's epoch ms for ingest's second look."""
+    import random
+
+    from gateway import event as event_module
+
+    rng = random.Random(7)
+    for millis in (rng.randrange(0, 4_000_000_000_000) for _ in range(2000)):
+        text = format_ms(millis)
+        assert canonical_time(text) == text
+        assert epoch_ms(text) == millis  # from memory
+        event_module._epoch_ms_of.pop(text)
+        assert epoch_ms(text) == millis  # parsed again

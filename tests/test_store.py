@@ -972,3 +972,25 @@ def test_segment_reads_take_adjacent_chunks_in_one_read_and_return_each_exactly(
         assert segments.read(places) == bodies
     finally:
         segments.close(lambda segment: True)
+
+
+def test_a_segment_leaves_the_page_cache_when_the_writer_moves_on(tmp_path, monkeypatch):
+    """Rotation drops the full segment's pages (whole file, DONTNEED); the current one stays."""
+    from gateway.store import segments as segments_module
+
+    advised = []
+    monkeypatch.setattr(segments_module.os, "posix_fadvise", lambda *args: advised.append(args))
+    segments = segments_module.Segments(str(tmp_path / "segs"), max_bytes=64)
+    segments.open(dict)
+    try:
+        first, offset = segments.tail()
+        segments.write((first, offset), [b"[1]" * 30])
+        segments.committed((1, 90), {})
+        assert advised == []  # still the current segment
+        fd = segments._files[first].fd
+        second, _ = segments.tail()  # full: a new segment
+        assert second != first
+        assert advised == [(fd, 0, 0, os.POSIX_FADV_DONTNEED)]
+        assert segments.read([(first, offset, 90)]) == [b"[1]" * 30]  # still readable
+    finally:
+        segments.close(lambda segment: True)

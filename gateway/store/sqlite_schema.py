@@ -442,7 +442,7 @@ def due_chunks(
     order, until `max_events` events are gathered (at least one chunk when any is due)."""
     picked: list[tuple] = []  # the columns of _DUE_CHUNKS
     gathered = 0
-    # Rows are stepped lazily: the scan stops as soon as enough unskipped ones are found.
+    # Rows are stepped lazily: the scan stops as soon as enough are found.
     cursor = conn.execute(_DUE_CHUNKS, (destination, now, json_list(skip)))
     try:
         for row in cursor:
